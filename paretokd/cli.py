@@ -1,0 +1,227 @@
+"""The ``paretokd`` command line: parse flags, call the library, print.
+
+Heavy imports (torch, transformers, optuna) happen inside the commands, so
+``paretokd --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from paretokd import config
+from paretokd.config import SAMPLERS, format_budget
+from paretokd.errors import ParetokdError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _user_errors(func: _F) -> _F:
+    """Print a :class:`ParetokdError` as one line and exit with status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ParetokdError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Our log lines on stderr; the libraries' own bars and notices off."""
+    import warnings
+
+    import datasets
+    import optuna
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    # Heartbeats and metric names are marked experimental; we rely on them knowingly.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger("paretokd")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def _progress_bar(label: str, total: int) -> Callable[[int, float], None]:
+    from tqdm import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (CI logs, pipes).
+    bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=False, disable=None)
+
+    def update(step: int, loss: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if step >= total:
+            bar.close()
+
+    return update
+
+
+def _budgets(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return config.parse_budgets(value)
+    except ParetokdError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="paretokd")
+def main() -> None:
+    """Find the best student to distil from a teacher for each latency budget."""
+
+
+@main.command()
+@click.option("--study", "study_file", type=click.Path(dir_okay=False), help="Study spec (YAML).")
+@click.option("--budgets", callback=_budgets, help="Latency budgets, e.g. 10ms,20ms.")
+@click.option("--trials", type=int, help="Total complete trials the study should hold.")
+@click.option("--teacher", help="Teacher: a hub id or a local model directory.")
+@click.option("--data", help="Corpus: a text/CSV/TSV/JSON(L)/Parquet file or a datasets name.")
+@click.option("--storage", help="Optuna storage URL (default: SQLite in the output folder).")
+@click.option("--study-name", help="Study name (default: the spec's name).")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Output folder (default runs/<study>)."
+)
+@click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler.")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("--no-final", is_flag=True, help="Stop after the search and recommendation.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_user_errors
+def run(
+    study_file: str | None,
+    budgets: tuple[float, ...] | None,
+    trials: int | None,
+    teacher: str | None,
+    data: str | None,
+    storage: str | None,
+    study_name: str | None,
+    out: str | None,
+    sampler: str | None,
+    seed: int | None,
+    no_final: bool,
+    quiet: bool,
+) -> None:
+    """Search student architectures, recommend one per budget, distil and export them."""
+    start = time.perf_counter()
+    spec = config.override(
+        config.load(study_file),
+        budgets=budgets,
+        trials=trials,
+        seed=seed,
+        name=study_name,
+        **{"teacher.name": teacher, "data.source": data, "search.sampler": sampler},
+    )
+    _setup_logging(verbose=False)
+    from paretokd import pipeline
+
+    result = pipeline.run(
+        spec,
+        out=out,
+        storage=storage,
+        do_final=not no_final,
+        show_progress=not quiet and sys.stderr.isatty(),
+        progress=None if quiet else _progress_bar,
+    )
+    click.echo()
+    click.echo(
+        f"teacher {result.teacher['name']}: {result.teacher['params'] / 1e6:.1f}M params, "
+        f"p50 {result.teacher['latency_ms']:.2f} ms"
+    )
+    _print_picks(result.picks, result.finals, result.teacher["latency_ms"])
+    click.echo(
+        f"\n{result.search.complete} trials in the study ({result.search.ran} new); "
+        f"total time {time.perf_counter() - start:.0f} s"
+    )
+    click.echo(f"report:          {result.report}")
+    click.echo(f"recommendations: {result.recommendations}")
+    if result.finals:
+        click.echo(f"students:        {result.where.out_dir / 'students'}")
+    click.echo(f"dashboard:       optuna-dashboard {result.where.storage}")
+
+
+@main.command()
+@click.option("--budgets", callback=_budgets, required=True, help="Latency budgets, e.g. 5ms,15ms.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder of the run.")
+@click.option("--storage", help="Optuna storage URL (instead of --out).")
+@click.option("--study-name", help="Study name (needed when the storage holds several).")
+@click.option("--json", "as_json", is_flag=True, help="Print the picks as JSON.")
+@_user_errors
+def recommend(
+    budgets: tuple[float, ...],
+    out: str | None,
+    storage: str | None,
+    study_name: str | None,
+    as_json: bool,
+) -> None:
+    """Re-pick one architecture per budget from a stored study, without training."""
+    if out is None and storage is None:
+        raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
+    from paretokd import pipeline, search
+
+    url = storage or search.default_storage(Path(out or "."))
+    picks = pipeline.repick(url, study_name, budgets)
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps([dataclasses.asdict(p) for p in picks], indent=2))
+    else:
+        _print_picks(picks, {}, None)
+
+
+def _print_picks(picks: list[Any], finals: dict[float, Any], teacher_ms: float | None) -> None:
+    from paretokd.space import Arch
+
+    header = (
+        f"{'budget':>8}  {'trial':>5}  {'architecture':<20} {'params':>7}  "
+        f"{'proxy loss':>10}  {'p50':>8}"
+    )
+    if finals:
+        header += f"  {'final loss':>10}  {'final p50':>9}  {'speed-up':>8}"
+    click.echo(header)
+    for p in picks:
+        if p.trial is None:
+            click.echo(f"{format_budget(p.budget_ms):>8}  {'-':>5}  {p.reason}")
+            continue
+        line = (
+            f"{format_budget(p.budget_ms):>8}  {p.trial:>5}  {Arch.from_dict(p.arch).id:<20} "
+            f"{p.params / 1e6:>6.1f}M  {p.proxy_loss:>10.4f}  {p.latency_ms:>5.2f} ms"
+        )
+        done = finals.get(p.budget_ms)
+        if done is not None:
+            speed = f"{teacher_ms / done.latency.p50_ms:>7.1f}x" if teacher_ms else ""
+            line += f"  {done.loss:>10.4f}  {done.latency.p50_ms:>6.2f} ms  {speed}"
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""Study specs: typed, strictly validated, hashed. Imports no torch.
+
+A spec is a YAML file (see ``studies/default.yaml``) or the built-in default,
+with CLI flags applied on top by :func:`override`. Unknown keys are errors, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+from paretokd.errors import ParetokdError
+
+DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
+BUILTIN_CORPUS = "stdlib-docstrings"
+SAMPLERS = ("nsga2", "tpe", "random")
+
+_BUDGET_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$")
+
+
+def parse_budget(text: str) -> float:
+    """Parse one latency budget such as ``"10ms"`` or ``"0.02s"`` into milliseconds.
+
+    Args:
+        text: A positive number followed by the unit ``ms`` or ``s``.
+
+    Returns:
+        The budget in milliseconds.
+
+    Raises:
+        ParetokdError: If the unit is missing or the value is not positive.
+    """
+    match = _BUDGET_RE.match(str(text))
+    if match is None:
+        raise ParetokdError(
+            f"invalid budget {text!r}: write a positive number with a unit, e.g. 10ms or 0.02s"
+        )
+    value = float(match.group(1)) * (1000.0 if match.group(2) == "s" else 1.0)
+    if value <= 0:
+        raise ParetokdError(f"invalid budget {text!r}: a latency budget must be above zero")
+    return value
+
+
+def parse_budgets(text: str | list[Any]) -> tuple[float, ...]:
+    """Parse a comma-separated list (or a YAML list) of budgets, sorted and de-duplicated.
+
+    Raises:
+        ParetokdError: If the list is empty or any budget is invalid.
+    """
+    items = text.split(",") if isinstance(text, str) else [str(item) for item in text]
+    items = [item.strip() for item in items if item.strip()]
+    if not items:
+        raise ParetokdError("no latency budget given: pass e.g. --budgets 10ms,20ms")
+    return tuple(sorted({parse_budget(item) for item in items}))
+
+
+def format_budget(ms: float) -> str:
+    """Render a budget in milliseconds the way a user writes it (``10ms``, ``2.5ms``)."""
+    return f"{ms:g}ms"
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Which model to distil from."""
+
+    name: str = DEFAULT_TEACHER
+    """A hub id or a local directory loadable by transformers' Auto classes."""
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the text comes from and how it is split."""
+
+    source: str = BUILTIN_CORPUS
+    """``stdlib-docstrings``, a local file (txt, csv, tsv, json(l), parquet) or a datasets name."""
+    dataset_config: str | None = None
+    split: str = "train"
+    text_column: str | None = None
+    """The column holding the text; ``None`` takes the first text column."""
+    proxy_train: int = 512
+    proxy_eval: int = 128
+    max_length: int = 64
+    """Tokens per sentence during distillation (latency uses ``latency.seq_len``)."""
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """Ranges of the student search space. ``[lo, hi]`` for ints, lists for choices."""
+
+    num_layers: tuple[int, int] = (1, 6)
+    hidden_size: tuple[int, ...] = (128, 192, 256, 320, 384)
+    num_heads: tuple[int, ...] = (2, 4, 8)
+    intermediate_size: tuple[int, ...] = (256, 512, 768, 1024, 1536)
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    """The distillation recipe shared by the search and the final training."""
+
+    batch_size: int = 16
+    proxy_steps: int = 40
+    final_steps: int = 300
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    teacher_init: bool = True
+    """Start students from a slice of the teacher's weights instead of random ones."""
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """How latency is measured: the setup every number on the latency axis shares."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = 1
+    batch: int = 1
+    seq_len: int = 128
+    warmup_runs: int = 5
+    min_runs: int = 20
+    min_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """The Optuna sampler."""
+
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    population_size: int = 8
+    """NSGA-II generation size; small, because a study has tens of trials, not thousands."""
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a study needs; the single source of truth for a run."""
+
+    name: str = "default"
+    budgets: tuple[float, ...] = (10.0, 20.0)
+    trials: int = 24
+    seed: int = 0
+    teacher: TeacherSpec = field(default_factory=TeacherSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    space: SpaceSpec = field(default_factory=SpaceSpec)
+    distill: DistillSpec = field(default_factory=DistillSpec)
+    latency: LatencySpec = field(default_factory=LatencySpec)
+    search: SearchSpec = field(default_factory=SearchSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the spec (budgets as strings, as a user writes them)."""
+        out = _to_jsonable(dataclasses.asdict(self))
+        out["budgets"] = [format_budget(b) for b in self.budgets]
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """The part of the spec that decides what a trial measures.
+
+        Budgets, the trial count, the sampler and the final-training length may
+        change between runs of one study; everything else may not, because it
+        would put incomparable trials on one front.
+        """
+        out = self.to_dict()
+        for key in ("name", "budgets", "trials", "search"):
+            out.pop(key)
+        out["distill"].pop("final_steps")
+        return out
+
+    @property
+    def hash(self) -> str:
+        """A short stable hash of :meth:`identity`."""
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], raw: Any, where: str) -> _T:
+    """Build dataclass ``cls`` from a YAML mapping, rejecting unknown keys and wrong types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParetokdError(
+            f"{where or 'study spec'}: expected a mapping, got {type(raw).__name__}"
+        )
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ParetokdError(
+            f"{where or 'study spec'}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)  # type: ignore[arg-type]
+    if key == "budgets":
+        return parse_budgets(value)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ParetokdError(f"{key}: {value!r} is not one of {', '.join(get_args(hint))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParetokdError(f"{key}: expected a non-empty list, got {value!r}")
+        item_type = get_args(hint)[0]
+        return tuple(_coerce(item_type, v, key) for v in value)
+    args = get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParetokdError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParetokdError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ParetokdError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)  # YAML reads 3e-4 as a string
+        except ValueError:
+            raise ParetokdError(f"{key}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ParetokdError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported spec field type {hint!r} for {key}")  # a bug, not user input
+
+
+def validate(spec: StudySpec) -> StudySpec:
+    """Check the ranges a type cannot express; return the spec unchanged.
+
+    Raises:
+        ParetokdError: Naming the first field out of range.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec.name):
+        raise ParetokdError(f"study name {spec.name!r}: use letters, digits, '.', '_' and '-' only")
+    if spec.trials < 1:
+        raise ParetokdError(f"trials must be at least 1, got {spec.trials}")
+    positive = {
+        "data.proxy_train": spec.data.proxy_train,
+        "data.proxy_eval": spec.data.proxy_eval,
+        "data.max_length": spec.data.max_length,
+        "distill.batch_size": spec.distill.batch_size,
+        "distill.proxy_steps": spec.distill.proxy_steps,
+        "distill.final_steps": spec.distill.final_steps,
+        "latency.threads": spec.latency.threads,
+        "latency.batch": spec.latency.batch,
+        "latency.seq_len": spec.latency.seq_len,
+        "latency.min_runs": spec.latency.min_runs,
+        "search.population_size": spec.search.population_size,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ParetokdError(f"{key} must be at least 1, got {value}")
+    if spec.search.population_size < 2:
+        raise ParetokdError("search.population_size must be at least 2")
+    if spec.distill.learning_rate <= 0:
+        raise ParetokdError("distill.learning_rate must be above zero")
+    space = spec.space
+    if len(space.num_layers) != 2 or not 1 <= space.num_layers[0] <= space.num_layers[1]:
+        raise ParetokdError(
+            f"space.num_layers must be [lo, hi] with 1 <= lo <= hi, got {list(space.num_layers)}"
+        )
+    for key in ("hidden_size", "num_heads", "intermediate_size"):
+        values = getattr(space, key)
+        if min(values) < 1 or len(set(values)) != len(values):
+            raise ParetokdError(f"space.{key} must list distinct positive integers")
+    # Every sampled (hidden, heads) pair must be buildable, so the space is
+    # static and every sampler can use every trial.
+    bad = [(h, a) for h in space.hidden_size for a in space.num_heads if h % a]
+    if bad:
+        pairs = ", ".join(f"{h}/{a}" for h, a in bad[:4])
+        raise ParetokdError(
+            "space: every hidden_size must be divisible by every num_heads "
+            f"(not so for {pairs}); e.g. use multiples of 64 with heads 2, 4 or 8"
+        )
+    return spec
+
+
+def load(path: str | Path | None) -> StudySpec:
+    """Load and validate a study spec from YAML, or the built-in default when ``path`` is None.
+
+    Raises:
+        ParetokdError: If the file is missing, is not YAML, or does not validate.
+    """
+    if path is None:
+        return validate(StudySpec())
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParetokdError(f"study file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ParetokdError(f"cannot read study file {str(path)!r}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ParetokdError(f"study file {str(path)!r} is not valid YAML: {first}") from None
+    return validate(_build(StudySpec, raw, ""))
+
+
+def override(spec: StudySpec, **flags: Any) -> StudySpec:
+    """Apply CLI flags on top of a spec; ``None`` means "not given".
+
+    Dotted names (``teacher.name``) reach into sections.
+
+    Raises:
+        ParetokdError: If the result does not validate.
+    """
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if "." in key:
+            section, name = key.split(".", 1)
+            sections.setdefault(section, {})[name] = value
+        else:
+            top[key] = value
+    for section, changes in sections.items():
+        top[section] = dataclasses.replace(getattr(spec, section), **changes)
+    return validate(dataclasses.replace(spec, **top))
+
+
+def from_dict(raw: dict[str, Any]) -> StudySpec:
+    """Rebuild a spec from :meth:`StudySpec.to_dict` output (e.g. one stored in a study)."""
+    return validate(_build(StudySpec, raw, ""))
+
+
+def cache_dir() -> Path:
+    """Where built corpora are cached: ``$PARETOKD_CACHE`` or ``~/.cache/paretokd``."""
+    return Path(os.environ.get("PARETOKD_CACHE") or Path.home() / ".cache" / "paretokd")

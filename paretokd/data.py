@@ -1,0 +1,508 @@
+"""Corpora → deterministic text splits.
+
+A study needs two small sets of sentences for the search (``proxy_train`` to
+distil each trial on, ``proxy_eval`` to score it) and a larger one for the final
+distillation (``full_train``). The text comes from one of three places:
+
+- the built-in corpus ``stdlib-docstrings``: English prose harvested at run time
+  from the docstrings of the Python standard library installed on the machine,
+  so the repository ships no third-party text and the tool works offline;
+- a local file (``.txt``, ``.csv``, ``.tsv``, ``.json``, ``.jsonl``, ``.parquet``);
+- a ``datasets`` hub name.
+
+Splitting is a pure function of the texts and the seed, so a study that is
+resumed, or re-run on another machine with the same corpus, scores its trials on
+the same sentences. This module imports no torch; ``datasets`` is imported only
+when a file or hub dataset needs it.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import os
+import random
+import re
+import sys
+import sysconfig
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paretokd.config import BUILTIN_CORPUS, DataSpec
+from paretokd.errors import ParetokdError
+
+# Local file suffix → the ``datasets`` builder that reads it (None: read here, one text a line).
+_FILE_BUILDERS: dict[str, str | None] = {
+    ".txt": None,
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+}
+_SUPPORTED = ", ".join(_FILE_BUILDERS)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The texts of one study, split once and reused by every trial."""
+
+    proxy_train: list[str]
+    """Texts each trial is distilled on during the search."""
+    proxy_eval: list[str]
+    """Held-out texts each trial is scored on; never trained on."""
+    full_train: list[str]
+    """Every text that is not in ``proxy_eval`` (so it includes ``proxy_train``)."""
+    source: str
+    """Where the text came from: a path, a dataset name, or the built-in corpus and its cache."""
+
+
+def load_texts(spec: DataSpec, cache_dir: Path) -> tuple[list[str], str]:
+    """Load the corpus named by ``spec.source``.
+
+    ``spec.source`` is tried in this order: the built-in corpus
+    (``stdlib-docstrings``), an existing local file, a ``datasets`` hub name.
+    ``spec.dataset_config`` and ``spec.split`` apply to hub datasets only; a local
+    file is read whole.
+
+    Args:
+        spec: Where the text comes from and which column holds it.
+        cache_dir: Folder for files derived from the corpus: the built-in
+            corpus's sentence cache and the Arrow cache ``datasets`` builds from a
+            local file. Hub datasets stay in the usual Hugging Face cache, which
+            is shared between studies.
+
+    Returns:
+        The texts (stripped, non-empty, in corpus order, duplicates kept) and a
+        human-readable description of where they came from.
+
+    Raises:
+        ParetokdError: If the file is missing, unreadable or of an unsupported
+            kind, the dataset cannot be loaded, the column does not exist or
+            holds no text, or the corpus is empty.
+    """
+    if spec.source == BUILTIN_CORPUS:
+        return _load_builtin(cache_dir)
+    path = Path(spec.source).expanduser()
+    if path.exists():
+        texts, description = _load_file(path, spec, cache_dir)
+    elif _looks_like_path(spec.source):
+        # Asking the hub about "data/train.csv" would only fail slowly (retries
+        # without network) with a message about the hub, not about the typo.
+        raise ParetokdError(
+            f"data file {spec.source!r} does not exist (supported files: {_SUPPORTED}; "
+            f"or use the built-in corpus {BUILTIN_CORPUS!r} or a datasets name)"
+        )
+    else:
+        texts, description = _load_hub(spec)
+    if not texts:
+        raise ParetokdError(f"the corpus {description} holds no text")
+    return texts, description
+
+
+def split(texts: list[str], spec: DataSpec, seed: int, *, source: str = "given texts") -> Splits:
+    """Split texts into the proxy and full sets, deterministically.
+
+    Duplicates are dropped (keeping the first occurrence) so that no text can
+    sit in both ``proxy_eval`` and a training set. The distinct texts are
+    shuffled with ``random.Random(seed)``; ``proxy_eval`` takes the first
+    ``spec.proxy_eval``, ``proxy_train`` the next ``spec.proxy_train``, and
+    ``full_train`` everything but ``proxy_eval``.
+
+    Args:
+        texts: The corpus, e.g. from :func:`load_texts`.
+        spec: Gives the sizes ``proxy_eval`` and ``proxy_train``.
+        seed: The study's seed.
+        source: Description stored in :attr:`Splits.source`.
+
+    Returns:
+        The splits; the same ``(texts, seed)`` always gives the same splits.
+
+    Raises:
+        ParetokdError: If there are fewer distinct texts than
+            ``spec.proxy_eval + spec.proxy_train``.
+    """
+    distinct = list(dict.fromkeys(texts))
+    needed = spec.proxy_eval + spec.proxy_train
+    if len(distinct) < needed:
+        raise ParetokdError(
+            f"the corpus holds {len(distinct)} distinct texts but data.proxy_eval "
+            f"({spec.proxy_eval}) + data.proxy_train ({spec.proxy_train}) need {needed}: "
+            "lower data.proxy_eval or data.proxy_train, or use a larger corpus"
+        )
+    random.Random(seed).shuffle(distinct)
+    n_eval = spec.proxy_eval
+    return Splits(
+        proxy_train=distinct[n_eval:needed],
+        proxy_eval=distinct[:n_eval],
+        full_train=distinct[n_eval:],
+        source=source,
+    )
+
+
+def load_splits(spec: DataSpec, seed: int, cache_dir: Path) -> Splits:
+    """Load the corpus named by ``spec`` and split it; see :func:`load_texts` and :func:`split`.
+
+    Raises:
+        ParetokdError: On any problem with the corpus or if it is too small.
+    """
+    texts, description = load_texts(spec, cache_dir)
+    return split(texts, spec, seed, source=description)
+
+
+# --- local files and hub datasets -------------------------------------------------------------
+
+
+def _looks_like_path(source: str) -> bool:
+    """True for names that can only be meant as files (hub ids are ``name`` or ``owner/name``)."""
+    return (
+        source.startswith(("/", ".", "~"))
+        or source.count("/") > 1
+        or (os.sep != "/" and os.sep in source)
+        or Path(source).suffix.lower() in _FILE_BUILDERS
+    )
+
+
+def _load_file(path: Path, spec: DataSpec, cache_dir: Path) -> tuple[list[str], str]:
+    if path.is_dir():
+        raise ParetokdError(
+            f"data source {str(path)!r} is a directory; give one file ({_SUPPORTED})"
+        )
+    suffix = path.suffix.lower()
+    if suffix not in _FILE_BUILDERS:
+        raise ParetokdError(
+            f"data file {str(path)!r} has an unsupported extension {suffix or '(none)'!r}; "
+            f"supported: {_SUPPORTED}"
+        )
+    if path.stat().st_size == 0:
+        # pandas and pyarrow fail on empty files with messages about parsing, not emptiness.
+        raise ParetokdError(f"the corpus {str(path)!r} holds no text (the file is empty)")
+    builder = _FILE_BUILDERS[suffix]
+    if builder is None:
+        if spec.text_column is not None:
+            raise ParetokdError(
+                f"data.text_column is set to {spec.text_column!r} but {str(path)!r} is a "
+                "plain text file (one text per line) with no columns; remove text_column"
+            )
+        try:
+            content = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParetokdError(f"data file {str(path)!r} is not UTF-8 text: {exc}") from None
+        except OSError as exc:
+            raise ParetokdError(f"cannot read data file {str(path)!r}: {exc.strerror}") from None
+        return _clean(content.splitlines()), f"{path} (one text per line)"
+
+    import datasets  # slow to import; only file and hub corpora need it
+
+    kwargs: dict[str, Any] = {}
+    if suffix == ".tsv":
+        # Real TSVs (SST-2, STS-B) hold unbalanced quote characters inside the
+        # text; with CSV quoting those would swallow the tabs and newlines after them.
+        kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    try:
+        dataset = datasets.load_dataset(
+            builder,
+            data_files=str(path),
+            split="train",
+            cache_dir=str(cache_dir / "datasets"),
+            **kwargs,
+        )
+    except Exception as exc:  # any parser failure is a problem with the user's file
+        if "corresponds to no data" in str(exc):
+            # How datasets reports a file with a header and no rows.
+            raise ParetokdError(f"the corpus {str(path)!r} holds no text (no rows)") from None
+        raise ParetokdError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
+    column = _text_column(dataset, spec.text_column, str(path))
+    return _clean(dataset[column]), f"{path} (column {column!r})"
+
+
+def _load_hub(spec: DataSpec) -> tuple[list[str], str]:
+    import datasets
+
+    name = spec.source + (f" ({spec.dataset_config})" if spec.dataset_config else "")
+    try:
+        dataset = datasets.load_dataset(spec.source, spec.dataset_config, split=spec.split)
+    except Exception as exc:  # network, a missing name, bad config or split alike
+        raise ParetokdError(
+            f"the dataset {name!r} could not be loaded: it is neither an existing local file "
+            f"nor a reachable datasets name ({_first_line(exc)})"
+        ) from None
+    if not isinstance(dataset, datasets.Dataset):  # e.g. an IterableDataset from a custom script
+        raise ParetokdError(
+            f"the dataset {name!r} did not load as one table for split {spec.split!r}"
+        )
+    column = _text_column(dataset, spec.text_column, name)
+    return _clean(dataset[column]), f"datasets:{name} split {spec.split!r} (column {column!r})"
+
+
+def _text_column(dataset: Any, wanted: str | None, where: str) -> str:
+    """The column to read: ``wanted`` if given, else the first string column."""
+    import datasets
+
+    features = dataset.features
+
+    def is_text(feature: Any) -> bool:
+        return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+
+    if wanted is not None:
+        if wanted not in features:
+            raise ParetokdError(
+                f"data.text_column {wanted!r} is not a column of {where!r}; "
+                f"available: {', '.join(map(repr, features))}"
+            )
+        if not is_text(features[wanted]):
+            raise ParetokdError(
+                f"data.text_column {wanted!r} of {where!r} holds {features[wanted]}, not text"
+            )
+        return wanted
+    for name, feature in features.items():
+        if is_text(feature):
+            return str(name)
+    raise ParetokdError(
+        f"{where!r} has no text column (columns: {', '.join(map(repr, features)) or 'none'}); "
+        "if the file has no header row, add one"
+    )
+
+
+def _clean(values: Any) -> list[str]:
+    """Strip texts and drop empty ones (and missing CSV cells, which arrive as None)."""
+    return [text for value in values if value is not None and (text := str(value).strip())]
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error, and of its root cause when that says more.
+
+    ``datasets`` wraps parser errors in "An error occurred while generating the
+    dataset"; the pandas or pyarrow error underneath is the one that helps.
+    """
+
+    def first(error: BaseException) -> str:
+        text = str(error).strip()
+        return text.splitlines()[0] if text else type(error).__name__
+
+    root = exc
+    while (inner := root.__cause__ or root.__context__) is not None and inner is not root:
+        root = inner
+    if root is exc:
+        return first(exc)
+    return f"{first(exc)} ({type(root).__name__}: {first(root)})"
+
+
+# --- the built-in corpus ----------------------------------------------------------------------
+
+
+def _load_builtin(cache_dir: Path) -> tuple[list[str], str]:
+    # The harvest depends on the installed stdlib, so the cache is keyed by the
+    # Python version that produced it.
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    cache = cache_dir / f"{BUILTIN_CORPUS}-py{version}.txt"
+    description = (
+        f"{BUILTIN_CORPUS} (docstrings of the Python {version} standard library, cached in {cache})"
+    )
+    if cache.is_file():
+        # Split on "\n" only: splitlines() would also break on characters such as \x1c.
+        texts = [line for line in cache.read_text(encoding="utf-8").split("\n") if line]
+        if texts:
+            return texts, description
+    texts = stdlib_sentences()
+    _write_atomically(cache, "".join(f"{text}\n" for text in texts))
+    return texts, description
+
+
+def _write_atomically(path: Path, content: str) -> None:
+    """Write via a temporary file and ``os.replace`` so a crash never leaves half a cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique name in the same folder (os.replace cannot cross file systems), opened
+    # with plain open() so the cache gets the usual permissions, not mkstemp's 0600.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def stdlib_sentences() -> list[str]:
+    """Harvest the built-in corpus: prose sentences from the standard library's docstrings.
+
+    Every ``*.py`` file of the installed standard library (tests and third-party
+    packages excluded) is parsed with :mod:`ast`, never imported, because
+    importing stdlib modules has side effects (``antigravity`` opens a browser,
+    ``this`` prints). Module, class and function docstrings are cut into
+    sentences, and only those that read as English prose are kept.
+
+    Returns:
+        Distinct sentences in a fixed order (sorted file order, then source order),
+        each on one line, starting with a capital letter and ending with ``.``.
+        Computed afresh on each call; :func:`load_texts` caches the result.
+    """
+    seen: dict[str, None] = {}  # an insertion-ordered set, so the first occurrence wins
+    for docstring in _stdlib_docstrings():
+        for sentence in _sentences(docstring):
+            if _is_prose(sentence):
+                seen.setdefault(sentence, None)
+    return list(seen)
+
+
+# Directories whose docstrings are not documentation: tests describe test cases
+# ("Test that ... works"), and site-packages holds third-party code.
+_SKIP_DIRS = frozenset(
+    {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test", "testmock"}
+)
+
+
+def _stdlib_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith("test_")]
+        files.extend(Path(folder, name) for name in names if name.endswith(".py"))
+    # Sort by path components, not by os.walk order, which depends on the file system.
+    return sorted(files, key=lambda p: p.relative_to(root).parts)
+
+
+def _stdlib_docstrings() -> Iterator[str]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in _stdlib_files(root):
+        try:
+            source = path.read_bytes()
+            with warnings.catch_warnings():
+                # Old stdlib files trigger SyntaxWarnings (invalid escapes) on newer Pythons.
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source, filename=str(path))
+        except (OSError, SyntaxError, ValueError, UnicodeDecodeError, RecursionError):
+            continue
+        yield from _docstrings(tree)
+
+
+def _docstrings(node: ast.AST) -> Iterator[str]:
+    """Docstrings of a module and its classes and functions, in source order."""
+    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        docstring = ast.get_docstring(node, clean=True)
+        if docstring:
+            yield docstring
+    for child in ast.iter_child_nodes(node):
+        yield from _docstrings(child)
+
+
+# "Args:", "Returns:", "Example:": section headers of Google/NumPy-style docstrings.
+_SECTION_RE = re.compile(r"^[A-Z][A-Za-z ]{0,30}:$")
+# A run of 2+ spaces inside a line, not after a sentence end: the columns of a table or of a
+# "name    description" list (many stdlib docstrings put two spaces after a full stop).
+_TABLE_RE = re.compile(r"[^\s.!?:]\s{2,}\S")
+# reST inline markup, replaced by its text: :role:`~x.y`, ``code``, `title`, *em*, **strong**.
+_ROLE_RE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
+_LITERAL_RE = re.compile(r"``([^`]+)``|`([^`]+)`")
+_EMPHASIS_RE = re.compile(r"(?<![\w*])\*{1,2}([^\s*][^*]*?)\*{1,2}(?![\w*])")
+# A sentence ends at . ! or ? followed by a space and a capital letter.
+_BOUNDARY_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+# A fragment ending in one of these did not end a sentence ("e.g. Foo", "J. Smith").
+_ABBREVIATION_RE = re.compile(
+    r"(?:\b(?:e\.g|i\.e|etc|vs|cf|viz|approx|resp|al|No|Mr|Dr)|\b[A-Z])\.$"
+)
+
+
+def _paragraphs(docstring: str) -> Iterator[str]:
+    """Blocks of prose lines, each joined into one line; code, doctests and tables removed."""
+    lines: list[str] = []
+    indent = 0
+    skip_deeper_than: int | None = None  # inside a literal block or a directive's body
+    in_doctest = False
+
+    def flush() -> Iterator[str]:
+        if lines:
+            yield " ".join(" ".join(lines).split())
+            lines.clear()
+
+    for raw in docstring.splitlines():
+        line = raw.strip()
+        depth = len(raw) - len(raw.lstrip())
+        if skip_deeper_than is not None:
+            if not line or depth > skip_deeper_than:
+                continue
+            skip_deeper_than = None
+        if not line:
+            yield from flush()
+            in_doctest = False  # doctest output runs up to the next blank line
+            continue
+        if in_doctest:
+            continue
+        if line.startswith(">>>"):
+            yield from flush()
+            in_doctest = True
+            continue
+        if line.endswith("::") or line.startswith(".. "):
+            # "Example::" introduces a literal (code) block; ".. note::" a directive.
+            yield from flush()
+            skip_deeper_than = depth
+            continue
+        if lines and depth != indent:
+            # An indentation change ends a paragraph: a parameter list, a quoted
+            # block or code starts or stops here.
+            yield from flush()
+        if (
+            _SECTION_RE.match(line)
+            or _TABLE_RE.search(line)
+            or line.startswith(("...", "$ ", "% ", "#", "|", "+-", "=", "--", "~~", "__"))
+        ):
+            yield from flush()
+            continue
+        if line.startswith(("- ", "* ", "+ ")):
+            yield from flush()  # a bullet starts a paragraph of its own
+            line = line[2:]
+        lines.append(line)
+        indent = depth
+    yield from flush()
+
+
+def _sentences(docstring: str) -> Iterator[str]:
+    for paragraph in _paragraphs(docstring):
+        text = _ROLE_RE.sub(r"\1", paragraph)
+        text = _LITERAL_RE.sub(lambda m: m.group(1) or m.group(2), text)
+        text = _EMPHASIS_RE.sub(r"\1", text)
+        pieces: list[str] = []
+        for piece in _BOUNDARY_RE.split(text):
+            if pieces and _ABBREVIATION_RE.search(pieces[-1]):
+                pieces[-1] += " " + piece
+            else:
+                pieces.append(piece)
+        yield from pieces
+
+
+_URL_RE = re.compile(r"https?://|www\.|\w@\w", re.IGNORECASE)
+_CODE_CHARS = frozenset("=(){}[]_/\\<>*|#$%^~@`")
+# A call such as get_close_matches() or os.getcwd(): documentation English names a few.
+_CALL_RE = re.compile(r"\b[A-Za-z_][\w.]*\(\)")
+# Dotted names such as os.path.join; two letters on each side so "e.g." does not count.
+_DOTTED_RE = re.compile(r"[A-Za-z_]\w+\.[A-Za-z_]\w+")
+
+
+def _is_prose(sentence: str) -> bool:
+    """Whether a sentence reads as English prose rather than code, a signature or a table."""
+    if not 30 <= len(sentence) <= 300:
+        return False
+    if not (sentence[0].isupper() and sentence.endswith(".") and not sentence.endswith("..")):
+        return False
+    words = sentence.split()
+    # Four words, not five: short summaries ("Single-dispatch generic function decorator.")
+    # are good prose, and the corpus needs them to stay above 10,000 sentences.
+    if len(words) < 4 or words[0].endswith(":"):  # "Raises: ValueError ...", "Note: ..."
+        return False
+    if _URL_RE.search(sentence) or "::" in sentence or "->" in sentence or "()." in sentence:
+        return False
+    if len(_DOTTED_RE.findall(sentence)) > 1:
+        return False
+    # Allow one trace of code (a call like close(), an underscore, a slash) besides
+    # one pair of parentheses around words; more than that reads as code.
+    calls = len(_CALL_RE.findall(sentence))
+    rest = _CALL_RE.sub("f", sentence)
+    parens = rest.count("(") + rest.count(")")
+    if calls + sum(char in _CODE_CHARS for char in rest) - min(parens, 2) > 1:
+        return False
+    letters = sum(char.isalpha() or char == " " for char in sentence)
+    return letters / len(sentence) >= 0.88

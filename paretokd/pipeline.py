@@ -1,0 +1,233 @@
+"""The stages of ``paretokd run`` connected: search, recommend, final distillation, report.
+
+The CLI parses and prints; this module calls the library in order and returns
+typed results, so tests can drive a whole run in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paretokd import config, data, files, final, latency, recommend, report, search, space
+from paretokd import teacher as teacher_mod
+from paretokd.config import StudySpec, format_budget
+from paretokd.errors import ParetokdError
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[[str, int], Callable[[int, float], None]]
+"""Given a label and a total, returns a per-step callback (the CLI draws a bar)."""
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a study lives."""
+
+    out_dir: Path
+    storage: str
+    study_name: str
+
+
+def locate(spec: StudySpec, out: str | Path | None, storage: str | None) -> Where:
+    """Resolve the output folder (``runs/<study>`` by default) and the storage URL."""
+    out_dir = Path(out) if out is not None else Path("runs") / spec.name
+    return Where(out_dir, storage or search.default_storage(out_dir), spec.name)
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced."""
+
+    where: Where
+    teacher: dict[str, Any]
+    latency_setup: dict[str, Any]
+    search: search.SearchResult
+    picks: list[recommend.Pick]
+    finals: dict[float, final.FinalResult] = field(default_factory=dict)
+    report: Path | None = None
+    recommendations: Path | None = None
+    seconds: float = 0.0
+
+
+def _writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise ParetokdError(
+            f"cannot write to output folder {str(out_dir)!r}: {exc.strerror}; pass --out DIR"
+        ) from None
+
+
+def recommendations(
+    where: Where,
+    latency_setup: dict[str, Any],
+    teacher: dict[str, Any],
+    picks: list[recommend.Pick],
+    finals: dict[float, final.FinalResult],
+) -> dict[str, Any]:
+    """The content of ``recommendations.json``."""
+    out_picks = []
+    for p in picks:
+        done = finals.get(p.budget_ms)
+        out_picks.append(
+            {
+                "budget": format_budget(p.budget_ms),
+                "budget_ms": p.budget_ms,
+                "trial": p.trial,
+                "reason": p.reason,
+                "arch": p.arch,
+                "arch_id": space.Arch.from_dict(p.arch).id if p.arch else None,
+                "params": p.params,
+                "proxy_loss": p.proxy_loss,
+                "latency_ms": p.latency_ms,
+                "final": done.to_dict() if done else None,
+            }
+        )
+    return {
+        "study": where.study_name,
+        "storage": search.redact(where.storage),
+        "latency_setup": latency_setup,
+        "teacher": teacher,
+        "picks": out_picks,
+    }
+
+
+def run(
+    spec: StudySpec,
+    *,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    do_final: bool = True,
+    show_progress: bool = True,
+    progress: ProgressFactory | None = None,
+    teacher: teacher_mod.Teacher | None = None,
+) -> RunResult:
+    """Search, recommend, distil the picks, and write the report.
+
+    Everything a user can get wrong is checked before anything is written.
+
+    Args:
+        spec: The resolved study spec.
+        out: Output folder; ``runs/<study name>`` by default.
+        storage: Optuna storage URL; SQLite in the output folder by default.
+        do_final: Distil and export the picks (``--no-final`` skips it).
+        show_progress: Draw Optuna's progress bar over trials.
+        progress: Draws progress of the final distillations.
+        teacher: An already loaded teacher (tests pass tiny ones); else ``spec.teacher``.
+
+    Raises:
+        ParetokdError: For any problem the user can fix.
+    """
+    start = time.perf_counter()
+    where = locate(spec, out, storage)
+    fp = latency.fingerprint(spec.latency)
+    teacher = teacher or teacher_mod.load(spec.teacher)
+    space.check_against_teacher(spec.space, teacher.dims)
+    splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
+    log.info(
+        "corpus: %d texts from %s (proxy %d train / %d eval)",
+        len(splits.full_train) + len(splits.proxy_eval),
+        splits.source,
+        len(splits.proxy_train),
+        len(splits.proxy_eval),
+    )
+    _writable(where.out_dir)
+    study = search.open_study(spec, where.storage, where.study_name, fp)
+    workdir = where.out_dir / "tmp"
+    workdir.mkdir(exist_ok=True)
+    try:
+        ctx = search.prepare(spec, teacher, splits, workdir)
+        teacher_stats = search.measure_teacher(study, ctx)
+        log.info("teacher %s: p50 %.2f ms (%s)", teacher.name, teacher_stats.p50_ms, fp.hardware)
+        result = search.run(study, ctx, show_progress=show_progress)
+    finally:
+        search.clean_workdir(workdir)
+
+    points = recommend.points(study)
+    picks = recommend.pick(points, spec.budgets)
+    finals: dict[float, final.FinalResult] = {}
+    if do_final and any(p.trial is not None for p in picks):
+        full_train = final.training_targets(spec, teacher, splits)
+        for p in picks:
+            if p.trial is None:
+                continue
+            label = f"final {format_budget(p.budget_ms)}"
+            log.info(
+                "%s: distilling trial %d for %d steps", label, p.trial, spec.distill.final_steps
+            )
+            finals[p.budget_ms] = final.distill_and_export(
+                p,
+                spec,
+                teacher,
+                full_train,
+                ctx.proxy_eval,
+                where.out_dir,
+                progress=progress(label, spec.distill.final_steps) if progress else None,
+            )
+
+    teacher_info = {
+        "name": teacher.name,
+        "source": teacher.source,
+        "params": teacher.params,
+        "latency_ms": teacher_stats.p50_ms,
+        "latency": teacher_stats.to_dict(),
+    }
+    setup = fp.to_dict()
+    rec_path = files.write_text(
+        where.out_dir / "recommendations.json",
+        json.dumps(recommendations(where, setup, teacher_info, picks, finals), indent=2) + "\n",
+    )
+    report_path = report.write_report(
+        where.out_dir / "report.html",
+        title=f"paretokd study {where.study_name}",
+        points=points,
+        picks=picks,
+        references=[
+            report.ReferencePoint("teacher", teacher_stats.p50_ms, None, teacher.params),
+        ],
+        summary={
+            "teacher": f"{teacher.name} ({teacher.params / 1e6:.1f}M params)",
+            "latency setup": ", ".join(f"{k}={v}" for k, v in setup.items()),
+            "trials": str(result.complete),
+            "storage": search.redact(where.storage),
+        },
+        finals={b: f.to_dict() for b, f in finals.items()},
+    )
+    return RunResult(
+        where=where,
+        teacher=teacher_info,
+        latency_setup=setup,
+        search=result,
+        picks=picks,
+        finals=finals,
+        report=report_path,
+        recommendations=rec_path,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def repick(
+    storage: str, study_name: str | None, budgets: tuple[float, ...]
+) -> list[recommend.Pick]:
+    """Recommend for other budgets from a stored study, without training.
+
+    ``study_name`` may be omitted when the storage holds exactly one study.
+
+    Raises:
+        ParetokdError: If the study cannot be found.
+    """
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
+        raise ParetokdError(
+            f"no study database at {storage[len('sqlite:///') :]}; pass --out DIR or --storage URL"
+        )
+    study = search.load_study(storage, study_name)
+    return recommend.pick(recommend.points(study), budgets)

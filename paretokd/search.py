@@ -1,0 +1,384 @@
+"""The Optuna study: storage, sampler, and the objective that measures one student."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+import torch
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from paretokd import distill, latency, space, student
+from paretokd.config import StudySpec
+from paretokd.data import Splits
+from paretokd.errors import ParetokdError
+from paretokd.teacher import Teacher
+
+log = logging.getLogger(__name__)
+
+METRICS = ["loss", "latency_ms"]
+CONSTRAINT = "latency_over_budget_ms"
+
+
+def default_storage(out_dir: Path) -> str:
+    """The SQLite URL of the study database inside ``out_dir``."""
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced, for logs and reports."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "<invalid storage URL>"
+
+
+def storage(url: str) -> RDBStorage:
+    """An RDB storage with heartbeats, so a killed worker leaves no trial stuck RUNNING.
+
+    Raises:
+        ParetokdError: If the URL is malformed or the database cannot be reached.
+    """
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Wait for a lock held by another process instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=30,
+            grace_period=120,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        raise ParetokdError(f"invalid storage URL {redact(url)!r}: {exc}") from None
+    except (sqlalchemy.exc.OperationalError, ModuleNotFoundError, ImportError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise ParetokdError(f"cannot open storage {redact(url)}: {reason}") from None
+
+
+def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler the spec names, seeded from the spec.
+
+    ``seed_offset`` (the number of trials already in the study) keeps a resumed
+    run from replaying the first run's random proposals.
+    """
+    seed = spec.seed + seed_offset
+    if spec.search.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=spec.search.population_size, seed=seed)
+    if spec.search.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def spec_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two spec identities."""
+    a, b = _flatten(stored), _flatten(current)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that decide what a trial measures."""
+    names = ["paretokd", "optuna", "torch", "transformers", "onnxruntime", "onnx"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except Exception:  # not installed as a distribution (e.g. run from a checkout)
+            out[name] = "unknown"
+    return out
+
+
+def open_study(
+    spec: StudySpec, url: str, study_name: str, fingerprint: latency.Fingerprint
+) -> optuna.Study:
+    """Create the study, or load it and check that it was made by the same spec on this hardware.
+
+    Raises:
+        ParetokdError: If a stored study differs in spec identity or hardware fingerprint.
+    """
+    stor = storage(url)
+    n_existing = 0
+    try:
+        summary = optuna.study.get_all_study_summaries(stor)
+        existing = next((s for s in summary if s.study_name == study_name), None)
+        n_existing = existing.n_trials if existing else 0
+    except sqlalchemy.exc.OperationalError as exc:
+        raise ParetokdError(f"cannot read storage {redact(url)}: {exc.orig}") from None
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=stor,
+        directions=["minimize", "minimize"],
+        sampler=make_sampler(spec, n_existing),
+        load_if_exists=True,
+    )
+    attrs = study.user_attrs
+    if "spec_identity" in attrs:
+        diff = spec_differences(attrs["spec_identity"], spec.identity())
+        if diff:
+            raise ParetokdError(
+                f"study {study_name!r} in {redact(url)} was made with a different spec "
+                f"({', '.join(diff[:5])} differ); keep the old settings or pass a new --study-name"
+            )
+        if attrs.get("fingerprint") != fingerprint.to_dict():
+            stored = attrs.get("fingerprint", {})
+            diff = spec_differences(stored, fingerprint.to_dict())
+            raise ParetokdError(
+                f"study {study_name!r} holds latencies measured on other hardware or settings "
+                f"({', '.join(diff)} differ: {stored.get('hardware')}); latencies from different "
+                "machines cannot share one front, so pass a new --study-name"
+            )
+    else:
+        study.set_metric_names(METRICS)
+        study.set_user_attr("spec_identity", spec.identity())
+        study.set_user_attr("spec_hash", spec.hash)
+        study.set_user_attr("fingerprint", fingerprint.to_dict())
+        study.set_user_attr("versions", versions())
+    study.set_user_attr("spec", spec.to_dict())  # the latest run's full spec (budgets may change)
+    return study
+
+
+def load_study(url: str, study_name: str | None) -> optuna.Study:
+    """Load an existing study for reading; without a name, the storage's only study.
+
+    Raises:
+        ParetokdError: If the study does not exist, or no name is given and the
+            storage does not hold exactly one study.
+    """
+    stor = storage(url)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(stor)]
+    if study_name is None:
+        if len(names) != 1:
+            raise ParetokdError(
+                f"{redact(url)} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                "pass --study-name"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        raise ParetokdError(
+            f"no study named {study_name!r} in {redact(url)} "
+            f"(it holds: {', '.join(names) or 'none'})"
+        )
+    return optuna.load_study(study_name=study_name, storage=stor)
+
+
+@dataclass
+class Context:
+    """What every trial of a run shares: computed once, before the first trial."""
+
+    spec: StudySpec
+    teacher: Teacher
+    proxy_train: distill.TeacherTargets
+    proxy_eval: distill.TeacherTargets
+    workdir: Path
+
+
+def prepare(spec: StudySpec, teacher: Teacher, splits: Splits, workdir: Path) -> Context:
+    """Tokenise the proxy splits and compute the teacher's outputs on them once."""
+    tok, d = teacher.tokenizer, spec.data
+    start = time.perf_counter()
+    train_batches = distill.make_batches(
+        splits.proxy_train, tok, spec.distill.batch_size, d.max_length
+    )
+    eval_batches = distill.make_batches(
+        splits.proxy_eval, tok, spec.distill.batch_size, d.max_length
+    )
+    ctx = Context(
+        spec=spec,
+        teacher=teacher,
+        proxy_train=distill.TeacherTargets(teacher.model, train_batches, keep=True),
+        proxy_eval=distill.TeacherTargets(teacher.model, eval_batches, keep=True),
+        workdir=workdir,
+    )
+    ctx.proxy_train.precompute()
+    ctx.proxy_eval.precompute()
+    log.info(
+        "teacher outputs on %d + %d proxy texts computed in %.1f s",
+        len(splits.proxy_train),
+        len(splits.proxy_eval),
+        time.perf_counter() - start,
+    )
+    return ctx
+
+
+def _cached(study: optuna.Study, arch_id: str, number: int) -> optuna.trial.FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != number and t.user_attrs.get("arch_id") == arch_id:
+            return t
+    return None
+
+
+def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
+    """Measure one sampled student: latency first, then, if it fits a budget, a proxy distillation.
+
+    An architecture slower than the largest budget is recorded as infeasible
+    through an Optuna constraint and is not trained: its loss is
+    :data:`paretokd.distill.UNTRAINED_LOSS`. An architecture already measured in
+    this study (same fingerprint, checked when the study opened) reuses its
+    figures.
+    """
+    spec = ctx.spec
+    arch = space.suggest(trial, spec.space)
+    trial.set_user_attr("arch", arch.to_dict())
+    trial.set_user_attr("arch_id", arch.id)
+    budget = max(spec.budgets)
+    timings: dict[str, float] = {}
+
+    earlier = _cached(trial.study, arch.id, trial.number)
+    t0 = time.perf_counter()
+    model = student.build(arch, ctx.teacher.model, spec.distill.teacher_init)
+    timings["build_s"] = time.perf_counter() - t0
+    params = student.count_params(model)
+    if earlier is not None:
+        stats = latency.LatencyStats(**earlier.user_attrs["latency"])
+        trial.set_user_attr("cached_from", earlier.number)
+    else:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+            stats = latency.measure_model(
+                model,
+                ctx.teacher.tokenizer.model_input_names,
+                spec.latency,
+                Path(tmp) / "model.onnx",
+            )
+        timings["latency_s"] = time.perf_counter() - t0
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("latency", stats.to_dict())
+    trial.set_constraint(CONSTRAINT, stats.p50_ms - budget)
+
+    trained = stats.p50_ms <= budget
+    if not trained:
+        loss = distill.UNTRAINED_LOSS
+    elif earlier is not None and earlier.user_attrs.get("trained"):
+        assert earlier.values is not None
+        loss = earlier.values[0]
+    else:
+        result, proj = distill.train(
+            model,
+            ctx.proxy_train,
+            steps=spec.distill.proxy_steps,
+            learning_rate=spec.distill.learning_rate,
+            weight_decay=spec.distill.weight_decay,
+            seed=spec.seed,
+        )
+        timings["distill_s"] = result.seconds
+        t0 = time.perf_counter()
+        loss = distill.evaluate(model, proj, ctx.proxy_eval)
+        timings["eval_s"] = time.perf_counter() - t0
+        trial.set_user_attr("train_loss", result.train_loss)
+    trial.set_user_attr("trained", trained)
+    trial.set_user_attr("timings", timings)
+    return loss, stats.p50_ms
+
+
+def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    if trial.state != TrialState.COMPLETE or trial.values is None:
+        log.warning("trial %d ended %s", trial.number, trial.state.name)
+        return
+    a = trial.user_attrs
+    if "cached_from" in a:
+        note = f"same as trial {a['cached_from']}"
+    elif a["trained"]:
+        note = "trained"
+    else:
+        note = "over budget, not trained"
+    seconds = trial.duration.total_seconds() if trial.duration else 0.0
+    log.info(
+        "trial %3d  %-20s %5.1fM params  p50 %6.2f ms  loss %.4f  (%s, %.1f s)",
+        trial.number,
+        a["arch_id"],
+        a["params"] / 1e6,
+        trial.values[1],
+        trial.values[0],
+        note,
+        seconds,
+    )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search run did."""
+
+    study_name: str
+    complete: int
+    """Complete trials in the study after this run."""
+    ran: int
+    """Trials this run added."""
+    seconds: float
+
+
+def _complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def run(study: optuna.Study, ctx: Context, show_progress: bool = True) -> SearchResult:
+    """Run trials until the study holds ``spec.trials`` complete ones (a finished one runs none)."""
+    start = time.perf_counter()
+    before = _complete(study)
+    remaining = ctx.spec.trials - before
+    if remaining <= 0:
+        log.info("study %s already has %d complete trials: no new trial", study.study_name, before)
+    else:
+        log.info(
+            "study %s: %d complete trials, running %d more", study.study_name, before, remaining
+        )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Training uses every core; latency is measured between trainings, in
+        # its own session with its own fixed thread count, never concurrently.
+        torch.set_num_threads(os.cpu_count() or 1)
+        study.optimize(
+            lambda t: objective(t, ctx),
+            n_trials=remaining,
+            callbacks=[
+                # Counts trials of every worker on the storage, so workers sharing
+                # a study stop at the study's total.
+                optuna.study.MaxTrialsCallback(ctx.spec.trials, states=(TrialState.COMPLETE,)),
+                _log_trial,
+            ],
+            show_progress_bar=show_progress,
+        )
+    after = _complete(study)
+    return SearchResult(study.study_name, after, after - before, time.perf_counter() - start)
+
+
+def measure_teacher(study: optuna.Study, ctx: Context) -> latency.LatencyStats:
+    """The teacher's latency under the study's setup, measured once and stored in the study."""
+    stored = study.user_attrs.get("teacher_latency")
+    if stored is not None:
+        return latency.LatencyStats(**stored)
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+        stats = latency.measure_model(
+            ctx.teacher.model,
+            ctx.teacher.tokenizer.model_input_names,
+            ctx.spec.latency,
+            Path(tmp) / "teacher.onnx",
+        )
+    study.set_user_attr("teacher_latency", stats.to_dict())
+    return stats
+
+
+def clean_workdir(path: Path) -> None:
+    """Remove the scratch folder of a run (exports of trials that were timed and dropped)."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,79 @@
+"""The student search space: what an architecture is and how a trial samples one."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+
+from paretokd.config import SpaceSpec
+from paretokd.errors import ParetokdError
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One student architecture. Latency depends on this alone, not on weights."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+
+    @property
+    def id(self) -> str:
+        """A stable, readable id, used as a cache key and in file names."""
+        return f"L{self.num_layers}-H{self.hidden_size}-A{self.num_heads}-F{self.intermediate_size}"
+
+    def to_dict(self) -> dict[str, int]:
+        """The architecture as plain JSON-ready values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Arch:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            **{
+                k: int(raw[k])
+                for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")
+            }
+        )
+
+
+def suggest(trial: optuna.trial.BaseTrial, space: SpaceSpec) -> Arch:
+    """Sample an architecture. Every combination the space allows is buildable.
+
+    Works with a live trial and with ``optuna.trial.FixedTrial`` (to rebuild a pick
+    from its stored params).
+    """
+    lo, hi = space.num_layers
+    return Arch(
+        num_layers=trial.suggest_int("num_layers", lo, hi),
+        hidden_size=trial.suggest_categorical("hidden_size", list(space.hidden_size)),
+        num_heads=trial.suggest_categorical("num_heads", list(space.num_heads)),
+        intermediate_size=trial.suggest_categorical(
+            "intermediate_size", list(space.intermediate_size)
+        ),
+    )
+
+
+def check_against_teacher(space: SpaceSpec, teacher_dims: Arch) -> None:
+    """Refuse a space that asks for a student larger than its teacher in any dimension.
+
+    Teacher-initialised students are slices of the teacher, so no dimension may
+    exceed the teacher's.
+
+    Raises:
+        ParetokdError: Naming the first dimension out of bounds.
+    """
+    limits = {
+        "num_layers": (max(space.num_layers), teacher_dims.num_layers),
+        "hidden_size": (max(space.hidden_size), teacher_dims.hidden_size),
+        "intermediate_size": (max(space.intermediate_size), teacher_dims.intermediate_size),
+    }
+    for key, (asked, limit) in limits.items():
+        if asked > limit:
+            raise ParetokdError(
+                f"space.{key} goes up to {asked} but the teacher has {limit}: "
+                "a student cannot be larger than its teacher"
+            )
