@@ -167,7 +167,7 @@ def _timing_inputs(
     feed: dict[str, Any] = {}
     for inp in sess.get_inputs():
         if inp.name == "input_ids":
-            feed[inp.name] = rng.integers(1000, max(1001, vocab_size), size=shape, dtype=np.int64)
+            feed[inp.name] = rng.integers(0, vocab_size, size=shape, dtype=np.int64)
         elif inp.name == "attention_mask":
             feed[inp.name] = np.ones(shape, dtype=np.int64)
         else:

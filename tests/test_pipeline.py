@@ -1,0 +1,186 @@
+"""The whole pipeline, end to end, on a tiny teacher: through the CLI, in-process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from paretokd.cli import main
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture()
+def base_args(tiny_spec_file: Path, tiny_teacher_dir: Path, corpus_file: Path) -> list[str]:
+    return [
+        "run",
+        "--study",
+        str(tiny_spec_file),
+        "--teacher",
+        str(tiny_teacher_dir),
+        "--data",
+        str(corpus_file),
+        "--quiet",
+    ]
+
+
+def _error_line(output: str) -> str:
+    """The one ``error:`` line a user error prints (log lines may precede it)."""
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith(("error:", "Error:"))]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def _trials(out: Path) -> list[tuple[int, dict, tuple[float, ...]]]:
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    return [
+        (t.number, t.params, tuple(t.values))
+        for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    ]
+
+
+def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, output = _run(*base_args, "--out", str(out))
+    assert code == 0, output
+
+    rec = json.loads((out / "recommendations.json").read_text())
+    assert rec["study"] == "tiny"
+    assert {"device", "provider", "threads", "batch", "seq_len"} <= set(rec["latency_setup"])
+    assert rec["latency_setup"]["seq_len"] == 32
+    assert rec["teacher"]["params"] > 0 and rec["teacher"]["latency_ms"] > 0
+    assert [p["budget_ms"] for p in rec["picks"]] == [50.0, 100.0]
+    for pick in rec["picks"]:
+        assert pick["trial"] is not None and pick["reason"] is None
+        assert set(pick["arch"]) == {"num_layers", "hidden_size", "num_heads", "intermediate_size"}
+        assert pick["latency_ms"] <= pick["budget_ms"]
+        final = pick["final"]
+        assert final["latency_ms"] <= pick["budget_ms"]
+        assert 0 <= final["loss"] < 1.0
+        assert final["parity_max_abs_diff"] < 1e-3
+        student_dir = Path(final["dir"])
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "latency.json"):
+            assert (student_dir / name).is_file(), name
+        # The shipped ONNX file runs in ONNX Runtime with the tokenizer's inputs.
+        sess = ort.InferenceSession(final["onnx"], providers=["CPUExecutionProvider"])
+        feed = {i.name: np.ones((2, 7), dtype=np.int64) for i in sess.get_inputs()}
+        (hidden,) = sess.run(None, feed)
+        assert hidden.shape == (2, 7, pick["arch"]["hidden_size"])
+    assert not list(out.glob("students/*.partial"))
+    assert "plotly" in (out / "report.html").read_text()
+    assert len(_trials(out)) == 5
+    # The console shows the table and the teacher's latency.
+    assert "teacher" in output and "50ms" in output and "speed-up" in output
+
+
+def test_rerun_resumes_without_repeating(base_args: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert _run(*base_args, "--out", str(out), "--no-final")[0] == 0
+    first = _trials(out)
+
+    code, output = _run(*base_args, "--out", str(out), "--no-final")
+    assert code == 0, output
+    assert _trials(out) == first
+    assert "(0 new)" in output
+
+    code, output = _run(*base_args, "--out", str(out), "--no-final", "--trials", "7")
+    assert code == 0, output
+    after = _trials(out)
+    assert len(after) == 7 and after[:5] == first
+    assert "(2 new)" in output
+
+
+def test_finished_students_are_reused(base_args: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert _run(*base_args, "--out", str(out))[0] == 0
+    marker = out / "students" / "50ms" / "final.json"
+    before = marker.stat().st_mtime_ns
+    assert _run(*base_args, "--out", str(out))[0] == 0
+    assert marker.stat().st_mtime_ns == before
+
+
+def test_recommend_repicks_from_a_stored_study(base_args: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert _run(*base_args, "--out", str(out), "--no-final")[0] == 0
+    code, output = _run("recommend", "--out", str(out), "--budgets", "0.001ms,80ms", "--json")
+    assert code == 0, output
+    picks = json.loads(output)
+    assert picks[0]["trial"] is None and "fastest measured" in picks[0]["reason"]
+    assert picks[1]["trial"] is not None and picks[1]["latency_ms"] <= 80
+
+
+def test_over_budget_architectures_are_not_trained(base_args: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, output = _run(*base_args, "--out", str(out), "--budgets", "0.001ms")
+    assert code == 0, output
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 5
+    for t in trials:
+        assert t.user_attrs["trained"] is False
+        assert "distill_s" not in t.user_attrs["timings"]
+        assert t.values[0] == 1.0
+        assert t.constraints["latency_over_budget_ms"] > 0
+    assert study.best_trials == []
+    rec = json.loads((out / "recommendations.json").read_text())
+    assert rec["picks"][0]["trial"] is None
+    assert "fastest measured" in rec["picks"][0]["reason"]
+    assert not (out / "students").exists()
+
+
+def test_a_changed_spec_is_refused_on_an_existing_study(
+    base_args: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert _run(*base_args, "--out", str(out), "--no-final")[0] == 0
+    first = _trials(out)
+    code, output = _run(*base_args, "--out", str(out), "--no-final", "--seed", "7")
+    assert code == 2
+    line = _error_line(output)
+    assert "seed" in line and "--study-name" in line
+    assert _trials(out) == first
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--budgets", "10"], "unit"),
+        (["--budgets", "-5ms"], "invalid budget"),
+        (["--trials", "0"], "trials"),
+        (["--teacher", "/nonexistent/teacher"], "does not exist"),
+        (["--data", "/nonexistent/corpus.txt"], "nonexistent"),
+    ],
+)
+def test_user_errors_are_one_line_and_write_nothing(
+    base_args: list[str], tmp_path: Path, flags: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    code, output = _run(*base_args, "--out", str(out), *flags)
+    assert code == 2
+    assert message in _error_line(output)
+    assert not out.exists()
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from paretokd.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("NO-TORCH")
