@@ -48,18 +48,9 @@ class _TqdmHandler(logging.Handler):
 
 def _setup_logging(verbose: bool) -> None:
     """Our log lines on stderr; the libraries' own bars and notices off."""
-    import warnings
+    from paretokd.pipeline import quiet_libraries
 
-    import datasets
-    import optuna
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    # Heartbeats and metric names are marked experimental; we rely on them knowingly.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_libraries()
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     root = logging.getLogger("paretokd")
@@ -83,15 +74,8 @@ def _progress_bar(label: str, total: int) -> Callable[[int, float], None]:
     return update
 
 
-def _budgets(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        return config.parse_budgets(value)
-    except ParetokdError as exc:
-        raise click.BadParameter(str(exc)) from None
+def _parse_budgets(value: str | None) -> tuple[float, ...] | None:
+    return None if value is None else config.parse_budgets(value)
 
 
 @click.group()
@@ -101,24 +85,23 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--study", "study_file", type=click.Path(dir_okay=False), help="Study spec (YAML).")
-@click.option("--budgets", callback=_budgets, help="Latency budgets, e.g. 10ms,20ms.")
+@click.option("--study", "study_file", help="Study spec (YAML).")
+@click.option("--budgets", help="Latency budgets, e.g. 10ms,20ms.")
 @click.option("--trials", type=int, help="Total complete trials the study should hold.")
 @click.option("--teacher", help="Teacher: a hub id or a local model directory.")
 @click.option("--data", help="Corpus: a text/CSV/TSV/JSON(L)/Parquet file or a datasets name.")
 @click.option("--storage", help="Optuna storage URL (default: SQLite in the output folder).")
 @click.option("--study-name", help="Study name (default: the spec's name).")
-@click.option(
-    "--out", type=click.Path(file_okay=False), help="Output folder (default runs/<study>)."
-)
+@click.option("--out", help="Output folder (default runs/<study>).")
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler.")
 @click.option("--seed", type=int, help="Random seed.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local search processes.")
 @click.option("--no-final", is_flag=True, help="Stop after the search and recommendation.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_user_errors
 def run(
     study_file: str | None,
-    budgets: tuple[float, ...] | None,
+    budgets: str | None,
     trials: int | None,
     teacher: str | None,
     data: str | None,
@@ -127,6 +110,7 @@ def run(
     out: str | None,
     sampler: str | None,
     seed: int | None,
+    workers: int,
     no_final: bool,
     quiet: bool,
 ) -> None:
@@ -134,7 +118,7 @@ def run(
     start = time.perf_counter()
     spec = config.override(
         config.load(study_file),
-        budgets=budgets,
+        budgets=_parse_budgets(budgets),
         trials=trials,
         seed=seed,
         name=study_name,
@@ -150,6 +134,7 @@ def run(
         do_final=not no_final,
         show_progress=not quiet and sys.stderr.isatty(),
         progress=None if quiet else _progress_bar,
+        workers=workers,
     )
     click.echo()
     click.echo(
@@ -165,18 +150,18 @@ def run(
     click.echo(f"recommendations: {result.recommendations}")
     if result.finals:
         click.echo(f"students:        {result.where.out_dir / 'students'}")
-    click.echo(f"dashboard:       optuna-dashboard {result.where.storage}")
+    click.echo(f"dashboard:       paretokd dashboard --out {result.where.out_dir}")
 
 
 @main.command()
-@click.option("--budgets", callback=_budgets, required=True, help="Latency budgets, e.g. 5ms,15ms.")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder of the run.")
+@click.option("--budgets", required=True, help="Latency budgets, e.g. 5ms,15ms.")
+@click.option("--out", help="Output folder of the run.")
 @click.option("--storage", help="Optuna storage URL (instead of --out).")
 @click.option("--study-name", help="Study name (needed when the storage holds several).")
 @click.option("--json", "as_json", is_flag=True, help="Print the picks as JSON.")
 @_user_errors
 def recommend(
-    budgets: tuple[float, ...],
+    budgets: str,
     out: str | None,
     storage: str | None,
     study_name: str | None,
@@ -188,7 +173,7 @@ def recommend(
     from paretokd import pipeline, search
 
     url = storage or search.default_storage(Path(out or "."))
-    picks = pipeline.repick(url, study_name, budgets)
+    picks = pipeline.repick(url, study_name, config.parse_budgets(budgets))
     if as_json:
         import dataclasses
         import json
@@ -221,6 +206,163 @@ def _print_picks(picks: list[Any], finals: dict[float, Any], teacher_ms: float |
             speed = f"{teacher_ms / done.latency.p50_ms:>7.1f}x" if teacher_ms else ""
             line += f"  {done.loss:>10.4f}  {done.latency.p50_ms:>6.2f} ms  {speed}"
         click.echo(line)
+
+
+def measure_target(
+    target: str, spec: config.StudySpec, teacher: Any | None = None
+) -> dict[str, Any]:
+    """Measure ``target`` under ``spec.latency``, as ``paretokd latency`` does.
+
+    Args:
+        target: An architecture as JSON (built from the teacher, as the search
+            builds students), a model directory or hub id, or an ``.onnx`` file.
+        spec: The study spec; its latency section is the setup, its teacher
+            builds architectures.
+        teacher: An already loaded :class:`paretokd.teacher.Teacher` to build
+            architectures from (default: load ``spec.teacher``).
+
+    Returns:
+        The statistics (``p50_ms``, ``p90_ms``, ``p99_ms``, ``ci_ms``, ``runs``, ...),
+        what was measured, the cost in seconds and the fingerprint.
+
+    Raises:
+        ParetokdError: If the target cannot be read or the device is missing.
+    """
+    import json
+    import tempfile
+
+    from paretokd import latency, student
+    from paretokd import teacher as teacher_mod
+    from paretokd.space import Arch
+
+    lat = spec.latency
+    fp = latency.fingerprint(lat)  # a missing GPU is said before anything loads
+    start = time.perf_counter()
+    out: dict[str, Any] = {"target": target}
+    path = Path(target)
+    if target.lstrip().startswith("{"):
+        try:
+            raw = json.loads(target)
+            arch = Arch.from_dict(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ParetokdError(
+                f"architecture {target!r} is not valid: {exc}; write e.g. "
+                '\'{"num_layers":3,"hidden_size":256,"num_heads":4,"intermediate_size":512}\''
+            ) from None
+        if min(arch.to_dict().values()) < 1 or arch.hidden_size % arch.num_heads:
+            raise ParetokdError(
+                f"architecture {arch.id}: sizes must be positive and hidden_size divisible "
+                "by num_heads"
+            )
+        if teacher is None:
+            teacher = teacher_mod.load(spec.teacher)
+        model = student.build(arch, teacher.model, spec.distill.teacher_init)
+        input_names = teacher.tokenizer.model_input_names
+        out.update(kind="architecture", arch=arch.to_dict(), teacher=teacher.name)
+    elif path.suffix == ".onnx":
+        if not path.is_file():
+            raise ParetokdError(f"ONNX file {target!r} does not exist")
+        model = None
+        out.update(kind="onnx")
+    elif path.exists() or (target.count("/") == 1 and not target.startswith((".", "/", "~"))):
+        loaded = teacher_mod.load(config.TeacherSpec(target, spec.teacher.trust_remote_code))
+        model, input_names = loaded.model, loaded.tokenizer.model_input_names
+        out.update(kind="model")
+    else:
+        raise ParetokdError(
+            f"{target!r} is neither an architecture as JSON, a model directory, a hub id "
+            "nor an .onnx file"
+        )
+    with tempfile.TemporaryDirectory(prefix="paretokd-latency-") as tmp:
+        if model is not None:
+            limit = getattr(model.config, "max_position_embeddings", None)
+            if limit is not None and lat.seq_len > limit:
+                raise ParetokdError(
+                    f"latency.seq_len {lat.seq_len} exceeds the model's "
+                    f"max_position_embeddings ({limit}); pass --seq-len {limit} or less"
+                )
+            out["params"] = student.count_params(model)
+            t0 = time.perf_counter()
+            path = latency.export_onnx(model, input_names, Path(tmp) / "model.onnx", lat)
+            out["export_s"] = time.perf_counter() - t0
+        stats = latency.measure(path, lat, model.config.vocab_size if model else None)
+    out.update(stats.to_dict())
+    out["cost_s"] = time.perf_counter() - start
+    out["fingerprint"] = fp.to_dict()
+    return out
+
+
+@main.command("latency")
+@click.argument("target")
+@click.option("--study", "study_file", help="Study spec (YAML) whose latency settings to use.")
+@click.option("--teacher", help="Teacher an architecture is built from (default: the spec's).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run the model.")
+@click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
+@click.option("--batch", type=int, help="Batch size.")
+@click.option("--seq-len", type=int, help="Tokens per sequence.")
+@_user_errors
+def latency_command(
+    target: str,
+    study_file: str | None,
+    teacher: str | None,
+    device: str | None,
+    threads: int | None,
+    batch: int | None,
+    seq_len: int | None,
+) -> None:
+    """Measure TARGET's latency and print the statistics as JSON.
+
+    TARGET is an architecture as JSON (built from the teacher, e.g.
+    '{"num_layers":3,"hidden_size":256,"num_heads":4,"intermediate_size":512}'),
+    a model directory (or hub id), or an .onnx file. The study spec's latency
+    settings apply, overridden by the flags.
+    """
+    import json
+
+    spec = config.override(
+        config.load(study_file),
+        **{
+            "teacher.name": teacher,
+            "latency.device": device,
+            "latency.threads": threads,
+            "latency.batch": batch,
+            "latency.seq_len": seq_len,
+        },
+    )
+    _setup_logging(verbose=False)
+    click.echo(json.dumps(measure_target(target, spec), indent=2))
+
+
+@main.command("dashboard")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder of the run.")
+@click.option("--storage", help="Optuna storage URL (instead of --out).")
+@click.option(
+    "--study-name", help="Study whose artifacts to serve, when the storage holds several."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; the dashboard has no login, so keep it on loopback unless you mean it.",
+)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@_user_errors
+def dashboard_command(
+    out: str | None, storage: str | None, study_name: str | None, host: str, port: int
+) -> None:
+    """Serve the study in optuna-dashboard, with the picks' files and the report as artifacts."""
+    if out is None and storage is None:
+        raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
+    from paretokd import dashboard
+
+    dashboard.serve(
+        out_dir=Path(out) if out is not None else None,
+        storage=storage,
+        study_name=study_name,
+        host=host,
+        port=port,
+        echo=click.echo,
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -50,13 +51,18 @@ def parse_budget(text: str) -> float:
     return value
 
 
-def parse_budgets(text: str | list[Any]) -> tuple[float, ...]:
-    """Parse a comma-separated list (or a YAML list) of budgets, sorted and de-duplicated.
+def parse_budgets(text: Any) -> tuple[float, ...]:
+    """Parse a comma-separated list (or a YAML list or scalar) of budgets, sorted, de-duplicated.
 
     Raises:
         ParetokdError: If the list is empty or any budget is invalid.
     """
-    items = text.split(",") if isinstance(text, str) else [str(item) for item in text]
+    if isinstance(text, str):
+        items = text.split(",")
+    elif isinstance(text, (list, tuple)):
+        items = [str(item) for item in text]
+    else:  # a YAML scalar such as `budgets: 10`
+        items = [str(text)]
     items = [item.strip() for item in items if item.strip()]
     if not items:
         raise ParetokdError("no latency budget given: pass e.g. --budgets 10ms,20ms")
@@ -64,8 +70,8 @@ def parse_budgets(text: str | list[Any]) -> tuple[float, ...]:
 
 
 def format_budget(ms: float) -> str:
-    """Render a budget in milliseconds the way a user writes it (``10ms``, ``2.5ms``)."""
-    return f"{ms:g}ms"
+    """Render a budget in milliseconds the way a user writes it (``10ms``, ``2.5ms``), exactly."""
+    return f"{ms:f}".rstrip("0").rstrip(".") + "ms"
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,25 @@ class LatencySpec:
     warmup_runs: int = 5
     min_runs: int = 20
     min_seconds: float = 0.5
+    max_seconds: float = 3.0
+    """Stop timing after this long even if slow blocks were dropped (``min_runs`` still holds)."""
+    block_tolerance: float | None = 0.03
+    """Runs are timed in blocks of about 50 ms; a block whose median is more than this
+    fraction above the quietest block's was slowed by other load and is dropped (and
+    counted). ``null`` keeps every run."""
+    inter_op_threads: int = 1
+    """ONNX Runtime inter-op threads (only used with ``execution_mode: parallel``)."""
+    spinning: bool = False
+    """Let idle ONNX Runtime threads spin (intra- and inter-op); off, they sleep."""
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    """ONNX Runtime's graph optimisation level, applied when a session opens."""
+    transformer_fusion: bool = False
+    """Rewrite exported graphs with ONNX Runtime's transformer optimizer (fused attention)."""
+    clock: Literal["auto", "cpu", "wall"] = "auto"
+    """What a run's time is: ``cpu`` is the CPU time of the thread running the model
+    (single-threaded CPU inference only; immune to other processes taking the core),
+    ``wall`` the elapsed time; ``auto`` picks ``cpu`` wherever it applies."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +161,8 @@ class SearchSpec:
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     population_size: int = 8
     """NSGA-II generation size; small, because a study has tens of trials, not thousands."""
+    heartbeat_seconds: int = 30
+    """How often a running trial reports it is alive; silent for 4x this, it is retried."""
 
 
 @dataclass(frozen=True)
@@ -276,15 +303,27 @@ def validate(spec: StudySpec) -> StudySpec:
         "latency.batch": spec.latency.batch,
         "latency.seq_len": spec.latency.seq_len,
         "latency.min_runs": spec.latency.min_runs,
+        "latency.inter_op_threads": spec.latency.inter_op_threads,
         "search.population_size": spec.search.population_size,
+        "search.heartbeat_seconds": spec.search.heartbeat_seconds,
     }
     for key, value in positive.items():
         if value < 1:
             raise ParetokdError(f"{key} must be at least 1, got {value}")
     if spec.search.population_size < 2:
         raise ParetokdError("search.population_size must be at least 2")
-    if spec.distill.learning_rate <= 0:
-        raise ParetokdError("distill.learning_rate must be above zero")
+    if not (math.isfinite(spec.distill.learning_rate) and spec.distill.learning_rate > 0):
+        raise ParetokdError("distill.learning_rate must be a number above zero")
+    non_negative = {
+        "distill.weight_decay": spec.distill.weight_decay,
+        "latency.warmup_runs": spec.latency.warmup_runs,
+        "latency.min_seconds": spec.latency.min_seconds,
+        "latency.max_seconds": spec.latency.max_seconds,
+        "latency.block_tolerance": spec.latency.block_tolerance or 0.0,
+    }
+    for key, number in non_negative.items():
+        if not (math.isfinite(number) and number >= 0):
+            raise ParetokdError(f"{key} must be a number of at least 0, got {number}")
     space = spec.space
     if len(space.num_layers) != 2 or not 1 <= space.num_layers[0] <= space.num_layers[1]:
         raise ParetokdError(

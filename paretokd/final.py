@@ -70,6 +70,7 @@ class FinalResult:
         return {
             "loss": self.loss,
             "latency_ms": self.latency.p50_ms,
+            "within_budget": self.latency.p50_ms <= self.budget_ms,
             "latency": self.latency.to_dict(),
             "parity_max_abs_diff": self.parity_max_abs_diff,
             "steps": self.steps,
@@ -145,8 +146,9 @@ def distill_and_export(
     partial.mkdir(parents=True)
     model.save_pretrained(partial)
     teacher.tokenizer.save_pretrained(partial)
+    # Exported exactly as the search timed it (same attention form and fusions).
     onnx_path = latency.export_onnx(
-        model, teacher.tokenizer.model_input_names, partial / "model.onnx"
+        model, teacher.tokenizer.model_input_names, partial / "model.onnx", spec.latency
     )
     diff = latency.parity(model, onnx_path, proxy_eval.batches[0], spec.latency)
     if diff > PARITY_TOLERANCE:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,13 @@ class RunResult:
     report: Path | None = None
     recommendations: Path | None = None
     seconds: float = 0.0
+
+
+def _workdir(where: Where) -> Path:
+    """This process's scratch folder: workers sharing an output folder keep theirs apart."""
+    path = where.out_dir / "tmp" / str(os.getpid())
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _writable(out_dir: Path) -> None:
@@ -109,7 +119,7 @@ def run(
     do_final: bool = True,
     show_progress: bool = True,
     progress: ProgressFactory | None = None,
-    teacher: teacher_mod.Teacher | None = None,
+    workers: int = 1,
 ) -> RunResult:
     """Search, recommend, distil the picks, and write the report.
 
@@ -122,7 +132,7 @@ def run(
         do_final: Distil and export the picks (``--no-final`` skips it).
         show_progress: Draw Optuna's progress bar over trials.
         progress: Draws progress of the final distillations.
-        teacher: An already loaded teacher (tests pass tiny ones); else ``spec.teacher``.
+        workers: Search processes on this machine sharing the study (this one included).
 
     Raises:
         ParetokdError: For any problem the user can fix.
@@ -130,7 +140,9 @@ def run(
     start = time.perf_counter()
     where = locate(spec, out, storage)
     fp = latency.fingerprint(spec.latency)
-    teacher = teacher or teacher_mod.load(spec.teacher)
+    if workers < 1:
+        raise ParetokdError(f"--workers must be at least 1, got {workers}")
+    teacher = teacher_mod.load(spec.teacher)
     space.check_against_teacher(spec.space, teacher.dims)
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
     log.info(
@@ -140,17 +152,32 @@ def run(
         len(splits.proxy_train),
         len(splits.proxy_eval),
     )
+    if storage is not None:
+        search.storage(storage)  # a bad URL or an unreachable server fails before any write
     _writable(where.out_dir)
     study = search.open_study(spec, where.storage, where.study_name, fp)
-    workdir = where.out_dir / "tmp"
-    workdir.mkdir(exist_ok=True)
+    workdir = _workdir(where)
+    # Training threads are split between the workers so they do not fight over cores.
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    helpers = [
+        _SPAWN.Process(target=search_worker, args=(spec, where, i, threads), daemon=True)
+        for i in range(1, workers)
+    ]
+    for proc in helpers:
+        proc.start()
     try:
         ctx = search.prepare(spec, teacher, splits, workdir)
         teacher_stats = search.measure_teacher(study, ctx)
         log.info("teacher %s: p50 %.2f ms (%s)", teacher.name, teacher_stats.p50_ms, fp.hardware)
-        result = search.run(study, ctx, show_progress=show_progress)
+        result = search.run(study, ctx, show_progress=show_progress, torch_threads=threads)
     finally:
+        for proc in helpers:
+            proc.join()
+            if proc.exitcode:
+                log.warning("search worker %s exited with status %s", proc.name, proc.exitcode)
         search.clean_workdir(workdir)
+    if helpers:
+        result = search.summary(study, result)
 
     points = recommend.points(study)
     picks = recommend.pick(points, spec.budgets)
@@ -186,21 +213,33 @@ def run(
         where.out_dir / "recommendations.json",
         json.dumps(recommendations(where, setup, teacher_info, picks, finals), indent=2) + "\n",
     )
+    teacher_ref = report.teacher_reference(teacher_info)
+    final_dicts = {b: f.to_dict() for b, f in finals.items()}
+    figures = report.figures(points, picks, [teacher_ref])
+    summary = report.run_summary(teacher_info, setup, result.complete, search.redact(where.storage))
     report_path = report.write_report(
         where.out_dir / "report.html",
         title=f"paretokd study {where.study_name}",
         points=points,
         picks=picks,
-        references=[
-            report.ReferencePoint("teacher", teacher_stats.p50_ms, None, teacher.params),
-        ],
-        summary={
-            "teacher": f"{teacher.name} ({teacher.params / 1e6:.1f}M params)",
-            "latency setup": ", ".join(f"{k}={v}" for k, v in setup.items()),
-            "trials": str(result.complete),
-            "storage": search.redact(where.storage),
-        },
-        finals={b: f.to_dict() for b, f in finals.items()},
+        references=[teacher_ref],
+        summary=summary,
+        finals=final_dicts,
+        report_figures=figures,
+    )
+    # Artifacts (picks' files, the report), the study note and the figures for
+    # optuna-dashboard (`paretokd dashboard`); without optuna-dashboard, artifacts only.
+    from paretokd import dashboard
+
+    dashboard.publish(
+        study,
+        where.out_dir,
+        picks=picks,
+        finals=final_dicts,
+        figures=figures,
+        report_path=report_path,
+        teacher=teacher_ref,
+        summary=summary,
     )
     return RunResult(
         where=where,
@@ -213,6 +252,46 @@ def run(
         recommendations=rec_path,
         seconds=time.perf_counter() - start,
     )
+
+
+def quiet_libraries() -> None:
+    """Turn off the libraries' own progress bars and notices; paretokd logs what matters."""
+    import datasets
+    import optuna
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    # Heartbeats and metric names are marked experimental; we rely on them knowingly.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+_SPAWN = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+
+
+def search_worker(spec: StudySpec, where: Where, worker: int, threads: int) -> None:
+    """One extra search process of ``paretokd run --workers N`` (runs in a child process)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s [worker {worker}] %(message)s", datefmt="%H:%M:%S")
+    )
+    root = logging.getLogger("paretokd")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    quiet_libraries()
+    fp = latency.fingerprint(spec.latency)
+    teacher = teacher_mod.load(spec.teacher)
+    splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
+    study = search.open_study(spec, where.storage, where.study_name, fp, worker=worker)
+    workdir = _workdir(where)
+    try:
+        ctx = search.prepare(spec, teacher, splits, workdir)
+        search.run(study, ctx, show_progress=False, torch_threads=threads)
+    finally:
+        search.clean_workdir(workdir)
 
 
 def repick(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -44,8 +46,11 @@ def redact(url: str) -> str:
         return "<invalid storage URL>"
 
 
-def storage(url: str) -> RDBStorage:
+def storage(url: str, heartbeat_seconds: int = 30) -> RDBStorage:
     """An RDB storage with heartbeats, so a killed worker leaves no trial stuck RUNNING.
+
+    A trial whose worker stops beating for four heartbeats is marked failed and
+    queued again (up to three times) for the next worker that asks for a trial.
 
     Raises:
         ParetokdError: If the URL is malformed or the database cannot be reached.
@@ -58,8 +63,8 @@ def storage(url: str) -> RDBStorage:
         return RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
-            heartbeat_interval=30,
-            grace_period=120,
+            heartbeat_interval=heartbeat_seconds,
+            grace_period=4 * heartbeat_seconds,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
         )
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
@@ -72,8 +77,9 @@ def storage(url: str) -> RDBStorage:
 def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler the spec names, seeded from the spec.
 
-    ``seed_offset`` (the number of trials already in the study) keeps a resumed
-    run from replaying the first run's random proposals.
+    ``seed_offset`` (derived from the trials already in the study and the
+    worker's index) keeps a resumed run or a second worker from replaying the
+    same random proposals.
     """
     seed = spec.seed + seed_offset
     if spec.search.sampler == "nsga2":
@@ -112,14 +118,18 @@ def versions() -> dict[str, str]:
 
 
 def open_study(
-    spec: StudySpec, url: str, study_name: str, fingerprint: latency.Fingerprint
+    spec: StudySpec,
+    url: str,
+    study_name: str,
+    fingerprint: latency.Fingerprint,
+    worker: int = 0,
 ) -> optuna.Study:
     """Create the study, or load it and check that it was made by the same spec on this hardware.
 
     Raises:
         ParetokdError: If a stored study differs in spec identity or hardware fingerprint.
     """
-    stor = storage(url)
+    stor = storage(url, spec.search.heartbeat_seconds)
     n_existing = 0
     try:
         summary = optuna.study.get_all_study_summaries(stor)
@@ -131,7 +141,7 @@ def open_study(
         study_name=study_name,
         storage=stor,
         directions=["minimize", "minimize"],
-        sampler=make_sampler(spec, n_existing),
+        sampler=make_sampler(spec, n_existing + 7919 * worker),
         load_if_exists=True,
     )
     attrs = study.user_attrs
@@ -230,6 +240,12 @@ def _cached(study: optuna.Study, arch_id: str, number: int) -> optuna.trial.Froz
     return None
 
 
+def _others(study: optuna.Study, number: int) -> int:
+    """Trials other than ``number`` that are complete or still running (in any worker)."""
+    states = (TrialState.COMPLETE, TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number != number)
+
+
 def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
     """Measure one sampled student: latency first, then, if it fits a budget, a proxy distillation.
 
@@ -240,7 +256,13 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
     figures.
     """
     spec = ctx.spec
+    if _others(trial.study, trial.number) >= spec.trials:
+        # Another worker already holds the last trials the study needs: stop
+        # here rather than overshoot the study's total.
+        trial.study.stop()
+        raise optuna.TrialPruned("the study already has its trials")
     arch = space.suggest(trial, spec.space)
+    trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")
     trial.set_user_attr("arch", arch.to_dict())
     trial.set_user_attr("arch_id", arch.id)
     budget = max(spec.budgets)
@@ -294,6 +316,8 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    if trial.state == TrialState.PRUNED:
+        return  # not run: the study had its trials (see objective)
     if trial.state != TrialState.COMPLETE or trial.values is None:
         log.warning("trial %d ended %s", trial.number, trial.state.name)
         return
@@ -333,9 +357,23 @@ def _complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def run(study: optuna.Study, ctx: Context, show_progress: bool = True) -> SearchResult:
-    """Run trials until the study holds ``spec.trials`` complete ones (a finished one runs none)."""
+def run(
+    study: optuna.Study, ctx: Context, show_progress: bool = True, torch_threads: int = 0
+) -> SearchResult:
+    """Run trials until the study holds ``spec.trials`` complete ones (a finished one runs none).
+
+    Workers sharing the study stop at the study's total, not their own.
+
+    Args:
+        study: The study (see :func:`open_study`).
+        ctx: What every trial shares (see :func:`prepare`).
+        show_progress: Draw Optuna's progress bar.
+        torch_threads: Threads for training; 0 means every core.
+    """
     start = time.perf_counter()
+    # Trials of a killed worker, stale for longer than the grace period, are
+    # failed and queued again before anything is counted.
+    optuna.storages.fail_stale_trials(study)
     before = _complete(study)
     remaining = ctx.spec.trials - before
     if remaining <= 0:
@@ -347,7 +385,9 @@ def run(study: optuna.Study, ctx: Context, show_progress: bool = True) -> Search
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # Training uses every core; latency is measured between trainings, in
         # its own session with its own fixed thread count, never concurrently.
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(torch_threads or os.cpu_count() or 1)
+        if before:  # resuming: is the machine as fast as when the study began?
+            check_drift(study, ctx)
         study.optimize(
             lambda t: objective(t, ctx),
             n_trials=remaining,
@@ -356,11 +396,21 @@ def run(study: optuna.Study, ctx: Context, show_progress: bool = True) -> Search
                 # a study stop at the study's total.
                 optuna.study.MaxTrialsCallback(ctx.spec.trials, states=(TrialState.COMPLETE,)),
                 _log_trial,
+                _drift_guard(ctx, DRIFT_EVERY),
             ],
             show_progress_bar=show_progress,
         )
+    optuna.storages.fail_stale_trials(study)
     after = _complete(study)
     return SearchResult(study.study_name, after, after - before, time.perf_counter() - start)
+
+
+def summary(study: optuna.Study, result: SearchResult) -> SearchResult:
+    """``result`` with the study's complete trials counted again (other workers add some too)."""
+    after = _complete(study)
+    return SearchResult(
+        result.study_name, after, after - (result.complete - result.ran), result.seconds
+    )
 
 
 def measure_teacher(study: optuna.Study, ctx: Context) -> latency.LatencyStats:
@@ -368,17 +418,79 @@ def measure_teacher(study: optuna.Study, ctx: Context) -> latency.LatencyStats:
     stored = study.user_attrs.get("teacher_latency")
     if stored is not None:
         return latency.LatencyStats(**stored)
-    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-        stats = latency.measure_model(
-            ctx.teacher.model,
-            ctx.teacher.tokenizer.model_input_names,
-            ctx.spec.latency,
-            Path(tmp) / "teacher.onnx",
-        )
+    # Kept in the workdir: the drift guard re-times this very graph.
+    stats = latency.measure(_teacher_onnx(ctx), ctx.spec.latency, ctx.teacher.config.vocab_size)
     study.set_user_attr("teacher_latency", stats.to_dict())
     return stats
 
 
+DRIFT_EVERY = 8
+"""The drift guard re-times the teacher after every this many complete trials of a run."""
+
+
+def _teacher_onnx(ctx: Context) -> Path:
+    path = ctx.workdir / "teacher.onnx"
+    if not path.exists():
+        names = ctx.teacher.tokenizer.model_input_names
+        latency.export_onnx(ctx.teacher.model, names, path, ctx.spec.latency)
+    return path
+
+
+def check_drift(study: optuna.Study, ctx: Context, trial: int | None = None) -> bool:
+    """Re-time the teacher and compare with the p50 the study stored for it.
+
+    A change beyond :data:`paretokd.latency.DRIFT_THRESHOLD` means the machine
+    is not running at the speed the study's earlier latencies were measured at
+    (other load, thermal or frequency changes): it is logged as a warning and
+    appended to the study's ``latency_drift`` user attribute.
+
+    Returns:
+        Whether the machine drifted.
+    """
+    stored = study.user_attrs.get("teacher_latency")
+    if stored is None:
+        return False
+    baseline = float(stored["p50_ms"])
+    check = latency.check_drift(
+        _teacher_onnx(ctx), ctx.spec.latency, baseline, ctx.teacher.config.vocab_size
+    )
+    if not check.drifted:
+        log.debug("drift guard: teacher p50 %.2f ms (study: %.2f ms)", check.p50_ms, baseline)
+        return False
+    log.warning(
+        "latency drift: the teacher now runs at p50 %.2f ms, %+.0f%% from the %.2f ms this "
+        "study stored; latencies measured now may not be comparable with earlier ones",
+        check.p50_ms,
+        100 * (check.ratio - 1),
+        baseline,
+    )
+    events = list(study.user_attrs.get("latency_drift", []))
+    events.append({**check.to_dict(), "after_trial": trial})
+    study.set_user_attr("latency_drift", events)
+    return True
+
+
+def _drift_guard(
+    ctx: Context, every: int
+) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    done = 0
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal done
+        if trial.state != TrialState.COMPLETE:
+            return
+        done += 1
+        if done % every == 0:
+            check_drift(study, ctx, trial.number)
+
+    return callback
+
+
 def clean_workdir(path: Path) -> None:
-    """Remove the scratch folder of a run (exports of trials that were timed and dropped)."""
+    """Remove a process's scratch folder (exports of trials that were timed and dropped).
+
+    Its parent goes too once no other worker uses it.
+    """
     shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()

@@ -1,0 +1,116 @@
+"""Two workers on one PostgreSQL study, one of them killed mid-trial.
+
+Needs a real PostgreSQL server: `.ci/run` starts one and sets
+PARETOKD_TEST_POSTGRES_URL; without it these tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+PG = os.environ.get("PARETOKD_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(not PG, reason="PARETOKD_TEST_POSTGRES_URL is not set")
+
+# Slow enough trials (about a second) that a worker can be killed inside one.
+SPEC = """\
+name: dist
+budgets: [50ms, 100ms]
+trials: 6
+seed: 3
+data: {proxy_train: 64, proxy_eval: 32, max_length: 32}
+space: {num_layers: [1, 4], hidden_size: [32, 64], num_heads: [2, 4], intermediate_size: [64, 128]}
+distill: {batch_size: 8, proxy_steps: 100, final_steps: 6}
+latency: {seq_len: 32, warmup_runs: 1, min_runs: 5, min_seconds: 0.02}
+search: {population_size: 4, heartbeat_seconds: 1}
+"""
+
+
+@pytest.fixture()
+def study_name() -> object:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        optuna.delete_study(study_name=name, storage=PG)
+    except KeyError:
+        pass
+
+
+def _command(tmp_path: Path, name: str, teacher: Path, corpus: Path, out: str) -> list[str]:
+    spec = tmp_path / "dist.yaml"
+    spec.write_text(SPEC)
+    return [
+        sys.executable, "-m", "paretokd.cli", "run", "--study", str(spec),
+        "--teacher", str(teacher), "--data", str(corpus), "--storage", str(PG),
+        "--study-name", name, "--out", str(tmp_path / out), "--no-final", "--quiet",
+    ]  # fmt: skip
+
+
+def _states(name: str) -> dict[TrialState, int]:
+    study = optuna.load_study(study_name=name, storage=PG)
+    counts: dict[TrialState, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] = counts.get(t.state, 0) + 1
+    return counts
+
+
+def _running_trial_of(name: str, pid: int) -> bool:
+    try:
+        study = optuna.load_study(study_name=name, storage=PG)
+    except KeyError:
+        return False
+    return any(
+        t.user_attrs.get("worker", "").endswith(f":{pid}")
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
+
+
+def test_a_killed_worker_loses_nothing(
+    tmp_path: Path, study_name: str, tiny_teacher_dir: Path, corpus_file: Path
+) -> None:
+    cmd_a = _command(tmp_path, study_name, tiny_teacher_dir, corpus_file, "a")
+    cmd_b = _command(tmp_path, study_name, tiny_teacher_dir, corpus_file, "b")
+    a = subprocess.Popen(cmd_a, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    b = subprocess.Popen(cmd_b, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not _running_trial_of(study_name, a.pid):
+        assert time.monotonic() < deadline, "worker A never started a trial"
+        assert a.poll() is None, "worker A ended before it could be killed"
+        time.sleep(0.1)
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    out_b, _ = b.communicate(timeout=300)
+    assert b.returncode == 0, out_b
+
+    # After the grace period (4 heartbeats), the next run fails A's stale trial,
+    # retries it, and tops the study up to exactly its total.
+    time.sleep(5)
+    again = subprocess.run(cmd_b, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    states = _states(study_name)
+    assert states.get(TrialState.COMPLETE) == 6, states
+    assert states.get(TrialState.RUNNING, 0) == 0, states
+    assert states.get(TrialState.WAITING, 0) == 0, states
+    assert states.get(TrialState.FAIL, 0) >= 1, states  # A's trial, failed then retried
+
+
+def test_workers_share_the_total(
+    tmp_path: Path, study_name: str, tiny_teacher_dir: Path, corpus_file: Path
+) -> None:
+    cmd = _command(tmp_path, study_name, tiny_teacher_dir, corpus_file, "w")
+    done = subprocess.run([*cmd, "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = optuna.load_study(study_name=study_name, storage=PG)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 6
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both worked

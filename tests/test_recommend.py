@@ -1,0 +1,212 @@
+"""Recommendation: one pick per budget from the feasible Pareto front (pure), and study points."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from paretokd.config import SpaceSpec
+from paretokd.recommend import Pick, TrialPoint, pick, points
+from paretokd.space import Arch, suggest
+
+CONSTRAINT = "latency_over_budget_ms"
+
+
+def _point(
+    number: int,
+    latency: float,
+    loss: float,
+    *,
+    arch: Arch | None = None,
+    feasible: bool = True,
+    on_front: bool = True,
+) -> TrialPoint:
+    arch = arch or Arch(1 + number % 6, 128, 2, 256)
+    return TrialPoint(
+        number=number,
+        arch=arch.to_dict(),
+        params=1000 * (number + 1),
+        loss=loss,
+        latency_ms=latency,
+        latency_p90_ms=latency * 1.2,
+        feasible=feasible,
+        on_front=on_front,
+    )
+
+
+def _chosen(picks: list[Pick]) -> list[int | None]:
+    return [p.trial for p in picks]
+
+
+# --- pick ---------------------------------------------------------------------------------------
+
+
+def test_pick_lowest_loss_under_each_budget() -> None:
+    trials = [
+        _point(0, latency=2.0, loss=0.9),
+        _point(1, latency=6.0, loss=0.5),
+        _point(2, latency=9.5, loss=0.4),
+        _point(3, latency=18.0, loss=0.2),
+    ]
+    picks = pick(trials, (5.0, 10.0, 20.0))
+    assert _chosen(picks) == [0, 2, 3]
+    assert [p.budget_ms for p in picks] == [5.0, 10.0, 20.0]
+    middle = picks[1]
+    assert middle.reason is None
+    assert middle.arch == trials[2].arch
+    assert middle.params == trials[2].params
+    assert middle.proxy_loss == 0.4
+    assert middle.latency_ms == 9.5
+
+
+def test_pick_a_latency_equal_to_the_budget_fits() -> None:
+    trials = [_point(0, latency=3.0, loss=0.8), _point(1, latency=10.0, loss=0.3)]
+    assert _chosen(pick(trials, (10.0,))) == [1]
+    assert _chosen(pick(trials, (9.99,))) == [0]
+
+
+def test_pick_input_order_does_not_matter() -> None:
+    trials = [
+        _point(4, latency=18.0, loss=0.2),
+        _point(0, latency=2.0, loss=0.9),
+        _point(2, latency=9.5, loss=0.4),
+    ]
+    assert _chosen(pick(trials, (5.0, 10.0, 20.0))) == [0, 2, 4]
+    assert _chosen(pick(list(reversed(trials)), (5.0, 10.0, 20.0))) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("order", [[0, 1], [1, 0]])
+def test_pick_tie_on_loss_goes_to_the_faster_trial(order: list[int]) -> None:
+    tied = [_point(7, latency=8.0, loss=0.5), _point(3, latency=4.0, loss=0.5)]
+    trials = [tied[i] for i in order]
+    (only,) = pick(trials, (10.0,))
+    assert only.trial == 3
+    assert only.latency_ms == 4.0
+
+
+def test_pick_never_takes_infeasible_or_off_front_trials() -> None:
+    trials = [
+        _point(0, latency=2.0, loss=0.9),
+        # Lower loss and within budget, but dominated according to the study.
+        _point(1, latency=3.0, loss=0.1, on_front=False),
+        # Lowest loss of all, but infeasible (never trained).
+        _point(2, latency=4.0, loss=0.05, feasible=False, on_front=True),
+        _point(3, latency=4.5, loss=0.6),
+    ]
+    assert _chosen(pick(trials, (5.0, 100.0))) == [3, 3]
+
+
+def test_pick_budget_nothing_fits_names_the_fastest() -> None:
+    fastest = Arch(1, 128, 2, 256)
+    trials = [
+        _point(0, latency=7.0, loss=0.5, arch=Arch(2, 192, 4, 512)),
+        # The fastest measured trial, even when infeasible or dominated, is the one named.
+        _point(5, latency=3.456, loss=0.9, arch=fastest, on_front=False),
+        _point(2, latency=12.0, loss=0.3, arch=Arch(4, 256, 4, 1024)),
+    ]
+    (small, big) = pick(trials, (2.0, 20.0))
+    assert small.trial is None
+    assert small.arch is None and small.proxy_loss is None and small.latency_ms is None
+    assert small.reason is not None
+    assert "3.46 ms" in small.reason
+    assert fastest.id in small.reason
+    assert "trial 5" in small.reason
+    assert "2ms" in small.reason
+    assert big.trial == 2
+    assert big.reason is None
+
+
+def test_pick_with_no_trials_gives_a_reason_for_every_budget() -> None:
+    picks = pick([], (20.0, 5.0, 10.0))
+    assert [p.budget_ms for p in picks] == [20.0, 5.0, 10.0]
+    assert all(p.trial is None for p in picks)
+    assert all(p.reason for p in picks)
+    assert "20ms" in picks[0].reason  # type: ignore[operator]
+    assert "5ms" in picks[1].reason  # type: ignore[operator]
+
+
+def test_pick_keeps_the_budget_order_given() -> None:
+    trials = [
+        _point(0, latency=2.0, loss=0.9),
+        _point(1, latency=9.0, loss=0.4),
+        _point(2, latency=19.0, loss=0.2),
+    ]
+    picks = pick(trials, (20.0, 1.0, 10.0, 3.0))
+    assert [p.budget_ms for p in picks] == [20.0, 1.0, 10.0, 3.0]
+    assert _chosen(picks) == [2, None, 1, 0]
+
+
+# --- points -------------------------------------------------------------------------------------
+
+SPACE = SpaceSpec(
+    num_layers=(1, 4), hidden_size=(32, 64), num_heads=(2, 4), intermediate_size=(64, 128)
+)
+LARGEST_BUDGET = 20.0
+
+# arch -> (loss, p50 ms); trials over the largest budget are infeasible.
+ROWS: dict[Arch, tuple[float, float]] = {
+    Arch(1, 32, 2, 64): (0.90, 2.0),  # front
+    Arch(2, 32, 2, 64): (0.60, 6.0),  # front
+    Arch(2, 64, 2, 64): (0.70, 8.0),  # dominated by the one above
+    Arch(3, 64, 4, 128): (0.30, 15.0),  # front
+    Arch(4, 64, 4, 128): (0.10, 25.0),  # infeasible: over the largest budget
+    Arch(4, 32, 4, 64): (0.05, 21.0),  # infeasible, though the lowest loss of all
+}
+PRUNED = Arch(1, 64, 2, 128)
+
+
+def _objective(trial: optuna.Trial) -> tuple[float, float]:
+    arch = suggest(trial, SPACE)
+    if arch == PRUNED:
+        raise optuna.TrialPruned()
+    loss, latency = ROWS[arch]
+    trial.set_user_attr("arch", arch.to_dict())
+    trial.set_user_attr("params", 100 * arch.num_layers * arch.hidden_size)
+    trial.set_user_attr("latency", {"p50_ms": latency, "p90_ms": latency * 1.5})
+    trial.set_constraint(CONSTRAINT, latency - LARGEST_BUDGET)
+    return loss, latency
+
+
+@pytest.fixture(scope="module")
+def study() -> optuna.Study:
+    study = optuna.create_study(
+        directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    archs = list(ROWS)
+    for arch in [*archs[:3], PRUNED, *archs[3:]]:
+        study.enqueue_trial(arch.to_dict())
+    study.optimize(_objective, n_trials=len(ROWS) + 1)
+    return study
+
+
+def test_points_cover_complete_trials_in_order(study: optuna.Study) -> None:
+    pts = points(study)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == len(ROWS)
+    assert [p.number for p in pts] == [t.number for t in complete]
+    assert [p.number for p in pts] == [0, 1, 2, 4, 5, 6]  # trial 3 was pruned
+    for p in pts:
+        arch = Arch.from_dict(p.arch)
+        loss, latency = ROWS[arch]
+        assert p.loss == loss
+        assert p.latency_ms == latency
+        assert p.latency_p90_ms == pytest.approx(latency * 1.5)
+        assert p.params == 100 * arch.num_layers * arch.hidden_size
+
+
+def test_points_flags_agree_with_the_study(study: optuna.Study) -> None:
+    pts = {p.number: p for p in points(study)}
+    front = {t.number for t in study.best_trials}
+    assert front == {0, 1, 4}
+    assert {n for n, p in pts.items() if p.on_front} == front
+    assert {n for n, p in pts.items() if not p.feasible} == {5, 6}
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        assert pts[t.number].feasible == (t.constraints[CONSTRAINT] <= 0)
+
+
+def test_points_then_pick(study: optuna.Study) -> None:
+    picks = pick(points(study), (1.0, 5.0, 10.0, LARGEST_BUDGET))
+    assert _chosen(picks) == [None, 0, 1, 4]
+    assert picks[0].reason is not None
+    assert "2.00 ms" in picks[0].reason
+    assert Arch(1, 32, 2, 64).id in picks[0].reason
