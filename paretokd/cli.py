@@ -141,6 +141,11 @@ def run(
         f"teacher {result.teacher['name']}: {result.teacher['params'] / 1e6:.1f}M params, "
         f"p50 {result.teacher['latency_ms']:.2f} ms"
     )
+    ref = result.reference
+    click.echo(
+        f"reference {ref['name']} ({ref['arch_id']}): {ref['params'] / 1e6:.1f}M params, "
+        f"p50 {ref['latency_ms']:.2f} ms, proxy loss {ref['proxy_loss']:.4f}"
+    )
     _print_picks(result.picks, result.finals, result.teacher["latency_ms"])
     click.echo(
         f"\n{result.search.complete} trials in the study ({result.search.ran} new); "

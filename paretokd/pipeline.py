@@ -52,6 +52,7 @@ class RunResult:
     teacher: dict[str, Any]
     latency_setup: dict[str, Any]
     search: search.SearchResult
+    reference: dict[str, Any]
     picks: list[recommend.Pick]
     finals: dict[float, final.FinalResult] = field(default_factory=dict)
     report: Path | None = None
@@ -81,6 +82,7 @@ def recommendations(
     where: Where,
     latency_setup: dict[str, Any],
     teacher: dict[str, Any],
+    reference: dict[str, Any],
     picks: list[recommend.Pick],
     finals: dict[float, final.FinalResult],
 ) -> dict[str, Any]:
@@ -107,6 +109,7 @@ def recommendations(
         "storage": search.redact(where.storage),
         "latency_setup": latency_setup,
         "teacher": teacher,
+        "reference": reference,
         "picks": out_picks,
     }
 
@@ -169,6 +172,14 @@ def run(
         ctx = search.prepare(spec, teacher, splits, workdir)
         teacher_stats = search.measure_teacher(study, ctx)
         log.info("teacher %s: p50 %.2f ms (%s)", teacher.name, teacher_stats.p50_ms, fp.hardware)
+        reference = search.measure_reference(study, ctx)
+        log.info(
+            "reference %s (%s): p50 %.2f ms, proxy loss %.4f",
+            reference["name"],
+            reference["arch_id"],
+            reference["latency_ms"],
+            reference["proxy_loss"],
+        )
         result = search.run(study, ctx, show_progress=show_progress, torch_threads=threads)
     finally:
         for proc in helpers:
@@ -211,18 +222,25 @@ def run(
     setup = fp.to_dict()
     rec_path = files.write_text(
         where.out_dir / "recommendations.json",
-        json.dumps(recommendations(where, setup, teacher_info, picks, finals), indent=2) + "\n",
+        json.dumps(recommendations(where, setup, teacher_info, reference, picks, finals), indent=2)
+        + "\n",
     )
     teacher_ref = report.teacher_reference(teacher_info)
     final_dicts = {b: f.to_dict() for b, f in finals.items()}
-    figures = report.figures(points, picks, [teacher_ref])
+    references = [
+        teacher_ref,
+        report.ReferencePoint(
+            reference["name"], reference["latency_ms"], reference["proxy_loss"], reference["params"]
+        ),
+    ]
+    figures = report.figures(points, picks, references)
     summary = report.run_summary(teacher_info, setup, result.complete, search.redact(where.storage))
     report_path = report.write_report(
         where.out_dir / "report.html",
         title=f"paretokd study {where.study_name}",
         points=points,
         picks=picks,
-        references=[teacher_ref],
+        references=references,
         summary=summary,
         finals=final_dicts,
         report_figures=figures,
@@ -246,6 +264,7 @@ def run(
         teacher=teacher_info,
         latency_setup=setup,
         search=result,
+        reference=reference,
         picks=picks,
         finals=finals,
         report=report_path,

@@ -1,43 +1,80 @@
-"""The study report: a Pareto figure and the picks, as one self-contained HTML file.
+"""The study report: figures of the search and the picks, as one self-contained HTML file.
 
-As in Optuna's ``visualization/_pareto_front.py``, the figure is computed first
-(:func:`pareto_info`, plain data that the tests check directly) and drawn second
-(:func:`pareto_figure`, plotly only). plotly is imported inside the drawing
-functions so that importing this module (e.g. from the CLI) stays cheap.
+As in Optuna's ``visualization/_pareto_front.py``, every figure is computed
+first (``*_info`` functions returning plain data that the tests check directly)
+and drawn second (``*_figure`` functions, plotly only). plotly is imported
+inside the drawing functions so that importing this module (e.g. from the CLI)
+stays cheap.
+
+The figures:
+
+- :func:`pareto_info` / :func:`pareto_figure`: loss against latency, every trial,
+  the budgets, the picks and the references (teacher, hand-crafted students);
+- :func:`hypervolume_info` / :func:`hypervolume_figure`: how much of the
+  loss-latency box the search had covered after each trial;
+- :func:`latency_params_info` / :func:`latency_params_figure`: latency against
+  parameter count;
+- :func:`architectures_info` / :func:`architectures_figure`: a parallel-coordinates
+  view of the sampled architectures.
+
+:func:`figures` builds them all; :func:`write_report` writes them with the table
+of picks; :func:`load_run` reads a finished run folder back (for notebooks).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paretokd import files
 from paretokd.config import format_budget
+from paretokd.errors import ParetokdError
 from paretokd.recommend import Pick, TrialPoint
 from paretokd.space import Arch
 
 if TYPE_CHECKING:
+    import optuna
     import plotly.graph_objects as go
 
 X_TITLE = "Latency p50 (ms)"
 Y_TITLE = "Distillation loss (proxy eval)"
+PARAMS_TITLE = "Parameters (millions)"
 FRONT_NAME = "Pareto front (feasible)"
 DOMINATED_NAME = "dominated (feasible)"
-INFEASIBLE_NAME = "over the largest budget: not trained (loss of the untrained student)"
+INFEASIBLE_NAME = "over budget: not trained"
 PICKS_NAME = "picks"
 TRIAL_META = "trials"
 """``meta`` of the traces holding one marker per trial (front, dominated, infeasible)."""
 
+REFERENCE_LOSS = 1.0
+"""The hypervolume's reference loss: what an untrained student scores.
+
+Equal to :data:`paretokd.distill.UNTRAINED_LOSS`, which is not imported here
+because :mod:`paretokd.distill` imports torch.
+"""
+
 _PAD = 0.05  # fraction of the data span left blank around the plotted points
+_LOG_RATIO = 30.0  # a latency axis spanning more than this factor is drawn logarithmic
+_INFEASIBLE_NOTE = "over the largest budget: not trained"
+
+_COLORS = {
+    "front": "rgb(31, 119, 180)",
+    "dominated": "rgba(31, 119, 180, 0.35)",
+    "infeasible": "rgb(150, 150, 150)",
+    "budget": "rgb(214, 39, 40)",
+    "pick": "rgb(255, 191, 0)",
+    "reference": "rgb(44, 160, 44)",
+}
 
 
 @dataclass(frozen=True)
 class ReferencePoint:
-    """A model to compare the students with, such as the teacher."""
+    """A model to compare the students with: the teacher, a hand-crafted student, ..."""
 
     name: str
     latency_ms: float
@@ -48,7 +85,7 @@ class ReferencePoint:
 
 @dataclass(frozen=True)
 class PlotPoint:
-    """One trial as the figure draws it."""
+    """One trial as a figure draws it."""
 
     trial: int
     x: float
@@ -58,7 +95,7 @@ class PlotPoint:
 
 @dataclass(frozen=True)
 class BudgetLine:
-    """A vertical dashed line at a latency budget."""
+    """A dashed line at a latency budget (vertical on the Pareto figure, else horizontal)."""
 
     budget_ms: float
     label: str
@@ -78,7 +115,7 @@ class PickMarker:
 
 @dataclass(frozen=True)
 class ReferenceMark:
-    """A reference: a diamond when it has a loss, a vertical dotted line when it has none."""
+    """A reference: a diamond when it has a ``y``, a dotted line at ``x`` when it has none."""
 
     name: str
     x: float
@@ -96,19 +133,108 @@ class ParetoInfo:
     dominated: tuple[PlotPoint, ...]
     """Feasible trials off the front, in trial order."""
     infeasible: tuple[PlotPoint, ...]
-    """Trials over the largest budget, in trial order; their loss is the untrained student's."""
+    """Trials over the largest budget, in trial order. They were never trained, so
+    their loss says nothing: when feasible trials exist they are drawn on a row at
+    the top edge (``y`` is that row), so they do not squash the front."""
     budgets: tuple[BudgetLine, ...]
     """One line per budget, ascending."""
     picks: tuple[PickMarker, ...]
     """One marker per picked trial, in budget order; budgets without a pick have none."""
     references: tuple[ReferenceMark, ...]
     x_range: tuple[float, float]
+    """In ms, also when :attr:`x_log`."""
     y_range: tuple[float, float]
+    x_log: bool = False
+    """Latency on a log axis: the trials, budgets and references span more than 30×
+    (e.g. budgets far above every trial), which a linear axis squeezes into a corner."""
 
     @property
     def n_trials(self) -> int:
         """How many trial markers the figure draws (equals the number of points given)."""
         return len(self.front) + len(self.dominated) + len(self.infeasible)
+
+
+@dataclass(frozen=True)
+class HypervolumeInfo:
+    """The hypervolume of the feasible trials found so far, after each complete trial."""
+
+    reference: tuple[float, float]
+    """(loss, latency in ms): an untrained student at the largest budget."""
+    trials: tuple[int, ...]
+    """Trial numbers, ascending."""
+    values: tuple[float, ...]
+    """Hypervolume (loss × ms) of the trials up to and including each trial."""
+
+    @property
+    def box(self) -> float:
+        """The area of the reference box, ``loss × latency``: the largest possible value."""
+        return self.reference[0] * self.reference[1]
+
+    @property
+    def shares(self) -> tuple[float, ...]:
+        """``values`` as a share of :attr:`box` (0 to 1)."""
+        return tuple(v / self.box if self.box > 0 else 0.0 for v in self.values)
+
+
+@dataclass(frozen=True)
+class LatencyParamsInfo:
+    """Latency against parameter count: ``x`` in millions of parameters, ``y`` in ms."""
+
+    front: tuple[PlotPoint, ...]
+    dominated: tuple[PlotPoint, ...]
+    infeasible: tuple[PlotPoint, ...]
+    budgets: tuple[BudgetLine, ...]
+    """Horizontal lines, ascending."""
+    picks: tuple[PickMarker, ...]
+    references: tuple[ReferenceMark, ...]
+    """References with a parameter count, drawn as diamonds."""
+    y_log: bool = False
+    """Latency on a log axis, as :attr:`ParetoInfo.x_log`."""
+
+    @property
+    def n_trials(self) -> int:
+        """How many trial markers the figure draws."""
+        return len(self.front) + len(self.dominated) + len(self.infeasible)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the parallel-coordinates view."""
+
+    label: str
+    values: tuple[float, ...]
+    ticks: tuple[float, ...] | None = None
+    """Tick positions: the choices of a categorical dimension; None lets plotly choose."""
+
+
+@dataclass(frozen=True)
+class ArchitecturesInfo:
+    """The parallel-coordinates view: one line per complete trial, in trial order."""
+
+    trials: tuple[int, ...]
+    axes: tuple[Axis, ...]
+    loss: tuple[float | None, ...]
+    """The line colour: proxy loss, or None for a trial that was not trained (grey)."""
+    loss_range: tuple[float, float] | None
+    """Smallest and largest loss of the trained trials; None when none was trained."""
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """A drawn figure with what the report and the dashboard show around it."""
+
+    id: str
+    """Stable id (letters, digits, hyphens): the HTML id and the dashboard's graph id."""
+    title: str
+    caption: str
+    figure: go.Figure
+
+    def titled(self) -> go.Figure:
+        """A copy of the figure with :attr:`title` on it, for places without a heading."""
+        fig = self.figure.__class__(self.figure)
+        top = fig.layout.margin.t if fig.layout.margin.t is not None else 40
+        fig.update_layout(title={"text": self.title}, margin={"t": top + 30})
+        return fig
 
 
 def pareto_info(
@@ -125,68 +251,40 @@ def pareto_info(
         The figure's data: trials split into front, dominated and infeasible,
         budget lines, pick markers, reference marks and axis ranges.
     """
-    front: list[PlotPoint] = []
-    dominated: list[PlotPoint] = []
-    infeasible: list[PlotPoint] = []
-    for p in points:
-        if not p.feasible:
-            infeasible.append(_plot_point(p, note="over the largest budget: not trained"))
-        elif p.on_front:
-            front.append(_plot_point(p, note="on the Pareto front"))
-        else:
-            dominated.append(_plot_point(p, note="dominated"))
-    front.sort(key=lambda q: (q.x, q.y))
-    infeasible.sort(key=lambda q: q.trial)
-    dominated.sort(key=lambda q: q.trial)
-
-    budgets = tuple(
-        BudgetLine(budget_ms=b, label=f"{format_budget(b)} budget")
-        for b in sorted({pk.budget_ms for pk in picks})
-    )
-
-    by_number = {p.number: p for p in points}
-    budgets_of: dict[int, list[float]] = {}
-    for pk in picks:
-        if pk.trial is not None:
-            budgets_of.setdefault(pk.trial, []).append(pk.budget_ms)
-    markers = []
-    for pk in picks:
-        if pk.trial is None or pk.trial not in budgets_of:
-            continue
-        won = tuple(budgets_of.pop(pk.trial))
-        point = by_number.get(pk.trial)
-        x = pk.latency_ms if pk.latency_ms is not None else (point.latency_ms if point else None)
-        y = pk.proxy_loss if pk.proxy_loss is not None else (point.loss if point else None)
-        if x is None or y is None:
-            continue  # a pick with nothing to place it by: the table still lists it
-        label = "pick for " + ", ".join(format_budget(b) for b in won)
-        hover = _hover(point) if point else f"trial {pk.trial}"
-        markers.append(
-            PickMarker(
-                trial=pk.trial, budgets_ms=won, x=x, y=y, label=label, hover=f"{label}<br>{hover}"
-            )
-        )
-
     refs = []
     for r in references:
         name = html.escape(r.name)  # labels and hovers are plotly markup: escape user text
         label = f"{name} {_ms(r.latency_ms)} ms"
-        hover = f"{name}<br>params {_mparams(r.params)}<br>p50 {_ms(r.latency_ms)} ms"
-        if r.loss is not None:
-            hover += f"<br>loss {r.loss:.4g}"
-        refs.append(ReferenceMark(name=r.name, x=r.latency_ms, y=r.loss, label=label, hover=hover))
+        refs.append(
+            ReferenceMark(r.name, x=r.latency_ms, y=r.loss, label=label, hover=_reference_hover(r))
+        )
+    feasible = [p for p in points if p.feasible]
+    xs = [p.latency_ms for p in points] + [b.budget_ms for b in _budget_lines(picks)]
+    xs += [r.x for r in refs]
+    ys = [p.loss for p in feasible] + [r.y for r in refs if r.y is not None]
+    if feasible:
+        # Untrained trials sit on a row at the top edge instead of stretching the axis
+        # up to the untrained loss, which would flatten the front that matters.
+        lo, top = _axis_range(ys)
+        y_range = (lo, top + (top - lo) * _PAD)
+    else:
+        y_range = _axis_range(ys + [p.loss for p in points])
+        top = math.nan  # unused: infeasible trials are drawn at their own loss
 
-    xs = [p.latency_ms for p in points] + [b.budget_ms for b in budgets] + [r.x for r in refs]
-    ys = [p.loss for p in points] + [r.y for r in refs if r.y is not None]
+    def y_of(p: TrialPoint) -> float:
+        return p.loss if p.feasible or not feasible else top
+
+    groups = _groups(points, x=lambda p: p.latency_ms, y=y_of)
     return ParetoInfo(
-        front=tuple(front),
-        dominated=tuple(dominated),
-        infeasible=tuple(infeasible),
-        budgets=budgets,
-        picks=tuple(markers),
+        front=groups[0],
+        dominated=groups[1],
+        infeasible=groups[2],
+        budgets=_budget_lines(picks),
+        picks=_pick_markers(points, picks, x=lambda p: p.latency_ms, y=lambda p: p.loss),
         references=tuple(refs),
-        x_range=_axis_range(xs),
-        y_range=_axis_range(ys),
+        x_range=_axis_range(xs, log=_is_wide(xs)),
+        y_range=y_range,
+        x_log=_is_wide(xs),
     )
 
 
@@ -205,92 +303,296 @@ def pareto_figure(info: ParetoInfo) -> go.Figure:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    # Empty groups get no trace, so the legend only names what is on the plot.
-    if info.dominated:
-        fig.add_trace(
-            _trial_trace(
-                info.dominated, DOMINATED_NAME, {"color": "rgba(31, 119, 180, 0.35)", "size": 8}
-            )
-        )
-    if info.infeasible:
-        fig.add_trace(
-            _trial_trace(
-                info.infeasible,
-                INFEASIBLE_NAME,
-                {"color": "rgb(150, 150, 150)", "size": 9, "symbol": "x"},
-            )
-        )
-    if info.front:
-        front = _trial_trace(info.front, FRONT_NAME, {"color": "rgb(31, 119, 180)", "size": 10})
-        # A horizontal-then-vertical step draws the front as dominance works: a front
-        # point's loss is the best on offer until the next, slower, front point lowers it.
-        front.update(mode="lines+markers", line={"shape": "hv", "color": "rgb(31, 119, 180)"})
-        fig.add_trace(front)
-
+    _add_trial_traces(fig, info.front, info.dominated, info.infeasible, step_front=True)
     for b in info.budgets:
-        fig.add_vline(
-            x=b.budget_ms,
-            line={"dash": "dash", "color": "rgb(214, 39, 40)", "width": 1.5},
-            annotation={"text": b.label, "textangle": -90},
-            annotation_position="top left",
-        )
-    if info.picks:
-        fig.add_trace(
-            go.Scatter(
-                x=[m.x for m in info.picks],
-                y=[m.y for m in info.picks],
-                mode="markers",
-                name=PICKS_NAME,
-                meta="picks",
-                hovertext=[m.hover for m in info.picks],
-                hoverinfo="text",
-                marker={
-                    "symbol": "star",
-                    "size": 20,
-                    "color": "rgb(255, 191, 0)",
-                    "line": {"color": "black", "width": 1},
-                },
-            )
-        )
-        for m in info.picks:
-            fig.add_annotation(
-                x=m.x, y=m.y, text=m.label, showarrow=True, arrowhead=2, ax=30, ay=-35
-            )
-
-    marked = [r for r in info.references if r.y is not None]
-    if marked:
-        fig.add_trace(
-            go.Scatter(
-                x=[r.x for r in marked],
-                y=[r.y for r in marked],
-                mode="markers+text",
-                name="references",
-                meta="references",
-                text=[html.escape(r.name) for r in marked],
-                textposition="top center",
-                hovertext=[r.hover for r in marked],
-                hoverinfo="text",
-                marker={"symbol": "diamond", "size": 12, "color": "rgb(44, 160, 44)"},
-            )
-        )
+        _vline(fig, b.budget_ms, b.label, info.x_log, dash="dash", color=_COLORS["budget"])
+    _add_picks(fig, info.picks, annotate=True, x_log=info.x_log)
+    _add_reference_markers(fig, [r for r in info.references if r.y is not None])
     for r in info.references:
         if r.y is None:
-            fig.add_vline(
-                x=r.x,
-                line={"dash": "dot", "color": "rgb(44, 160, 44)", "width": 2},
-                annotation={"text": r.label, "textangle": -90},
-                annotation_position="top left",
-            )
-
+            _vline(fig, r.x, r.label, info.x_log, dash="dot", color=_COLORS["reference"])
+    _layout(fig, X_TITLE, Y_TITLE)
+    lo, hi = info.x_range
     fig.update_layout(
-        template="plotly_white",
-        xaxis={"title": {"text": X_TITLE}, "range": list(info.x_range)},
-        yaxis={"title": {"text": Y_TITLE}, "range": list(info.y_range)},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0},
-        margin={"t": 40},
-        hovermode="closest",
+        xaxis={"range": [math.log10(lo), math.log10(hi)] if info.x_log else [lo, hi]}
+        | ({"type": "log"} if info.x_log else {}),
+        yaxis={"range": list(info.y_range)},
     )
     return fig
+
+
+def hypervolume_info(
+    points: list[TrialPoint], reference: tuple[float, float] | None = None
+) -> HypervolumeInfo:
+    """The hypervolume of the trials found so far, after each complete trial.
+
+    The hypervolume is the area of the (loss, latency) plane that the trials
+    dominate inside the reference box; it grows whenever a trial extends the
+    front. Trials outside the box (slower than the largest budget, or no better
+    than an untrained student) add nothing, so untrained trials never count.
+
+    Args:
+        points: Every complete trial.
+        reference: (loss, latency in ms) bounding the box; by default
+            :func:`default_reference` with no budgets (the slowest trial).
+
+    Returns:
+        The history, in trial order.
+    """
+    ref = reference or default_reference(points, ())
+    ordered = sorted(points, key=lambda p: p.number)
+    values = []
+    seen: list[tuple[float, float]] = []
+    for p in ordered:
+        seen.append((p.loss, p.latency_ms))
+        values.append(hypervolume_2d(seen, ref))
+    return HypervolumeInfo(
+        reference=ref, trials=tuple(p.number for p in ordered), values=tuple(values)
+    )
+
+
+def default_reference(points: list[TrialPoint], budgets: Sequence[float]) -> tuple[float, float]:
+    """The natural reference point: an untrained student (loss 1) at the largest budget.
+
+    Without budgets, the slowest trial's latency stands in for the largest budget.
+    """
+    if budgets:
+        return (REFERENCE_LOSS, max(budgets))
+    latencies = [p.latency_ms for p in points]
+    return (REFERENCE_LOSS, max(latencies) if latencies else 1.0)
+
+
+def hypervolume_2d(values: Iterable[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """The area dominated by ``values`` (both minimised) inside the box below ``reference``.
+
+    A sweep over latency: each point that lowers the best loss so far adds the
+    strip between its loss and that best loss, from its latency to the reference.
+    """
+    ref_loss, ref_ms = reference
+    inside = sorted((ms, loss) for loss, ms in values if loss < ref_loss and ms < ref_ms)
+    area, best = 0.0, ref_loss
+    for ms, loss in inside:
+        if loss < best:
+            area += (ref_ms - ms) * (best - loss)
+            best = loss
+    return area
+
+
+def hypervolume_figure(info: HypervolumeInfo) -> go.Figure:
+    """Draw the hypervolume history from :func:`hypervolume_info`, as a share of the box."""
+    import plotly.graph_objects as go
+
+    hover = [
+        f"after trial {n}<br>{100 * s:.1f}% of the box<br>hypervolume {v:.4g} loss·ms"
+        for n, s, v in zip(info.trials, info.shares, info.values, strict=True)
+    ]
+    fig = go.Figure(
+        go.Scatter(
+            x=list(info.trials),
+            y=[100 * s for s in info.shares],
+            mode="lines+markers",
+            line={"shape": "hv", "color": _COLORS["front"]},
+            name="hypervolume",
+            meta="hypervolume",
+            hovertext=hover,
+            hoverinfo="text",
+        )
+    )
+    _layout(fig, "Trial number", "Hypervolume (% of the box)")
+    # Trial numbers are whole: no ticks at 0.5 on a short study.
+    xaxis = {"dtick": 1} if len(info.trials) <= 20 else {}
+    fig.update_layout(xaxis=xaxis, yaxis={"rangemode": "tozero"}, showlegend=False)
+    return fig
+
+
+def latency_params_info(
+    points: list[TrialPoint], picks: list[Pick], references: list[ReferencePoint]
+) -> LatencyParamsInfo:
+    """Compute latency against parameter count, without plotly.
+
+    Args:
+        points: Every complete trial.
+        picks: The recommendation per budget (budget lines and pick stars).
+        references: Models to compare with; those with a parameter count are drawn.
+
+    Returns:
+        The figure's data, ``x`` in millions of parameters and ``y`` in ms.
+    """
+    groups = _groups(points, x=lambda p: p.params / 1e6, y=lambda p: p.latency_ms)
+    ys = [p.latency_ms for p in points] + [pk.budget_ms for pk in picks]
+    ys += [r.latency_ms for r in references if r.params > 0]
+    refs = tuple(
+        ReferenceMark(
+            name=r.name,
+            x=r.params / 1e6,
+            y=r.latency_ms,
+            label=html.escape(r.name),
+            hover=_reference_hover(r),
+        )
+        for r in references
+        if r.params > 0
+    )
+    return LatencyParamsInfo(
+        front=groups[0],
+        dominated=groups[1],
+        infeasible=groups[2],
+        budgets=_budget_lines(picks),
+        picks=_pick_markers(points, picks, x=lambda p: p.params / 1e6, y=lambda p: p.latency_ms),
+        references=refs,
+        y_log=_is_wide(ys),
+    )
+
+
+def latency_params_figure(info: LatencyParamsInfo) -> go.Figure:
+    """Draw latency against parameter count from :func:`latency_params_info`."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    _add_trial_traces(fig, info.front, info.dominated, info.infeasible, step_front=False)
+    for b in info.budgets:
+        fig.add_hline(
+            y=b.budget_ms, line={"dash": "dash", "color": _COLORS["budget"], "width": 1.5}
+        )
+        fig.add_annotation(
+            x=0,
+            xref="x domain",
+            y=_ann_x(b.budget_ms, info.y_log),
+            text=b.label,
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+        )
+    _add_picks(fig, info.picks, annotate=False)
+    _add_reference_markers(fig, list(info.references))
+    _layout(fig, PARAMS_TITLE, X_TITLE)
+    fig.update_layout(
+        xaxis={"rangemode": "tozero"},
+        yaxis={"type": "log"} if info.y_log else {"rangemode": "tozero"},
+    )
+    return fig
+
+
+def architectures_info(points: list[TrialPoint]) -> ArchitecturesInfo:
+    """Compute the parallel-coordinates view of the sampled architectures.
+
+    Axes: the four architecture choices (ticks at the values the study sampled),
+    parameters (millions), latency p50 (ms) and proxy loss. Untrained trials keep their loss of
+    :data:`REFERENCE_LOSS` on the loss axis but get no colour.
+    """
+    ordered = sorted(points, key=lambda p: p.number)
+    archs = [Arch.from_dict(p.arch) for p in ordered]
+
+    def categorical(label: str, values: list[int]) -> Axis:
+        return Axis(
+            label, tuple(float(v) for v in values), tuple(float(v) for v in sorted(set(values)))
+        )
+
+    trained = [p.loss for p in ordered if p.feasible]
+    return ArchitecturesInfo(
+        trials=tuple(p.number for p in ordered),
+        axes=(
+            # Short labels: seven axes share the width of a half-page dashboard card.
+            categorical("layers", [a.num_layers for a in archs]),
+            categorical("hidden", [a.hidden_size for a in archs]),
+            categorical("heads", [a.num_heads for a in archs]),
+            categorical("FFN", [a.intermediate_size for a in archs]),
+            Axis("params (M)", tuple(p.params / 1e6 for p in ordered)),
+            Axis("p50 (ms)", tuple(p.latency_ms for p in ordered)),
+            Axis("proxy loss", tuple(p.loss for p in ordered)),
+        ),
+        loss=tuple(p.loss if p.feasible else None for p in ordered),
+        loss_range=(min(trained), max(trained)) if trained else None,
+    )
+
+
+def architectures_figure(info: ArchitecturesInfo) -> go.Figure:
+    """Draw the parallel-coordinates view from :func:`architectures_info` (``go.Parcoords``)."""
+    import plotly.colors
+    import plotly.graph_objects as go
+
+    grey = _COLORS["infeasible"]
+    dims = [
+        {"label": a.label, "values": list(a.values)}
+        | ({"tickvals": list(a.ticks), "ticktext": [f"{t:g}" for t in a.ticks]} if a.ticks else {})
+        for a in info.axes
+    ]
+    if info.loss_range is None:
+        line: dict[str, Any] = {"color": grey}
+    elif all(v is not None for v in info.loss):
+        line = {
+            "color": list(info.loss),
+            "colorscale": "Viridis",  # dark (salient) is a low loss
+            "cmin": info.loss_range[0],
+            "cmax": info.loss_range[1],
+            "showscale": True,
+            "colorbar": {"title": {"text": "proxy loss"}},
+        }
+    else:
+        # One colour scale for the trained trials, plus a grey slot just above their
+        # largest loss for the untrained ones (parcoords colours lines by one number).
+        lo, hi = info.loss_range
+        span = hi - lo if hi > lo else 1.0
+        untrained = hi + span / 19  # the top 5% of the colour bar
+        share = (hi - lo) / (untrained - lo) if hi > lo else 0.95
+        viridis = plotly.colors.sequential.Viridis  # dark (salient) is a low loss
+        scale = [[share * i / (len(viridis) - 1), c] for i, c in enumerate(viridis)]
+        scale += [[min(share + 1e-6, 1.0), grey], [1.0, grey]]
+        line = {
+            "color": [v if v is not None else untrained for v in info.loss],
+            "colorscale": scale,
+            "cmin": lo,
+            "cmax": untrained,
+            "showscale": True,
+            "colorbar": {"title": {"text": "proxy loss<br>(grey: not trained)"}},
+        }
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=line, meta="architectures"))
+    # Parcoords writes its axis labels above the plot area: leave them room.
+    fig.update_layout(template="plotly_white", margin={"t": 80, "l": 60, "r": 40})
+    return fig
+
+
+def figures(
+    points: list[TrialPoint], picks: list[Pick], references: list[ReferencePoint]
+) -> list[ReportFigure]:
+    """Every figure of the report, drawn, in page order.
+
+    The same figures go into ``report.html``, the dashboard's study page and the
+    notebook.
+    """
+    budgets = [p.budget_ms for p in picks]
+    hv = hypervolume_info(points, default_reference(points, budgets))
+    box = f"loss < {hv.reference[0]:g}, p50 < {_ms(hv.reference[1])} ms"
+    return [
+        ReportFigure(
+            "pareto-front",
+            "Loss against latency",
+            "Every complete trial. The line joins the feasible Pareto front: no trial is "
+            "both faster and better. Dashed lines are the budgets, stars the picks. "
+            "Trials slower than the largest budget were not trained and sit on the top row.",
+            pareto_figure(pareto_info(points, picks, references)),
+        ),
+        ReportFigure(
+            "hypervolume",
+            f"Hypervolume over trials (box: {box})",
+            "How much of the box the trials found so far dominate: an untrained student "
+            "at the largest budget scores 0%. A flat tail means more trials stopped "
+            "improving the front.",
+            hypervolume_figure(hv),
+        ),
+        ReportFigure(
+            "latency-vs-params",
+            "Latency against parameters",
+            "Parameter count is a poor proxy for latency: depth and width cost differently.",
+            latency_params_figure(latency_params_info(points, picks, references)),
+        ),
+        ReportFigure(
+            "architectures",
+            "Architectures",
+            "One line per trial across its choices and results; drag along an axis to "
+            "filter. Colour is the proxy loss (darker is better), grey lines were not trained.",
+            architectures_figure(architectures_info(points)),
+        ),
+    ]
 
 
 def write_report(
@@ -302,8 +604,9 @@ def write_report(
     references: list[ReferencePoint],
     summary: dict[str, str],
     finals: dict[float, dict[str, Any]] | None = None,
+    report_figures: list[ReportFigure] | None = None,
 ) -> Path:
-    """Write the report as one HTML file that opens offline (plotly's JS is inlined).
+    """Write the report as one HTML file that opens offline (plotly's JS inlined once).
 
     The file is written to a temporary file in the same folder and moved into
     place, so a reader never sees half a report.
@@ -316,35 +619,276 @@ def write_report(
         references: Models to compare with; the one named ``"teacher"`` gives the speed-ups.
         summary: Rows of the summary table (key → value), e.g. teacher, latency setup, trials.
         finals: Per budget, the final student's ``loss``, ``latency_ms`` and ``dir``, if trained.
+        report_figures: The figures, if already drawn (see :func:`figures`).
 
     Returns:
         ``path``.
     """
-    fig = pareto_figure(pareto_info(points, picks, references))
-    figure_html = fig.to_html(include_plotlyjs=True, full_html=False)
+    from plotly.offline import get_plotlyjs
+
+    drawn = report_figures if report_figures is not None else figures(points, picks, references)
+    sections = []
+    for f in drawn:
+        div = f.figure.to_html(
+            include_plotlyjs=False,
+            full_html=False,
+            div_id=f.id,
+            default_height="560px",
+            config={"displaylogo": False},
+        )
+        sections.append(
+            f'<section class="figure">\n<h3>{html.escape(f.title)}</h3>\n'
+            f"<p>{html.escape(f.caption)}</p>\n{div}\n</section>"
+        )
     teacher = next((r for r in references if r.name == "teacher"), None)
     page = _PAGE.format(
         title=html.escape(title),
+        plotlyjs=get_plotlyjs(),
         summary=_summary_table(summary),
         picks=_picks_table(picks, finals or {}, teacher),
-        figure=figure_html,
+        figures="\n".join(sections),
     )
-
     return files.write_text(Path(path), page)
+
+
+def run_summary(
+    teacher: dict[str, Any], latency_setup: dict[str, Any], trials: int, storage: str
+) -> dict[str, str]:
+    """The report's summary rows.
+
+    Args:
+        teacher: ``name`` and ``params`` of the teacher (as in ``recommendations.json``).
+        latency_setup: The hardware fingerprint and measurement settings.
+        trials: Complete trials in the study.
+        storage: The storage URL, password already redacted.
+    """
+    return {
+        "teacher": f"{teacher['name']} ({teacher['params'] / 1e6:.1f}M params)",
+        "latency setup": ", ".join(f"{k}={v}" for k, v in latency_setup.items()),
+        "trials": str(trials),
+        "storage": storage,
+    }
+
+
+def teacher_reference(teacher: dict[str, Any]) -> ReferencePoint:
+    """The teacher as a :class:`ReferencePoint` (no proxy loss: a vertical line)."""
+    return ReferencePoint("teacher", float(teacher["latency_ms"]), None, int(teacher["params"]))
+
+
+def markdown_note(
+    title: str,
+    picks: list[Pick],
+    finals: dict[float, dict[str, Any]],
+    teacher: ReferencePoint | None,
+    links: dict[str, str] | None = None,
+    summary: dict[str, str] | None = None,
+) -> str:
+    """The recommendations as markdown (the study's note in optuna-dashboard).
+
+    Args:
+        title: The heading.
+        picks: The recommendation per budget.
+        finals: Per budget, the final student's ``loss``, ``latency_ms`` and ``dir``.
+        teacher: Gives the speed-ups.
+        links: What to show in the ``files`` column, keyed by budget as
+            :func:`paretokd.config.format_budget` writes it.
+        summary: Rows shown as a list above the table (see :func:`run_summary`).
+    """
+    lines = [f"## {_md(title)}", ""]
+    rows = [f"- **{_md(k)}**: {_md(v)}" for k, v in (summary or {}).items()]
+    if teacher is not None:
+        rows.append(f"- **{_md(teacher.name)} p50**: {_ms(teacher.latency_ms)} ms")
+    if rows:
+        lines += [*rows, ""]
+    head = ["budget", "trial", "architecture", "params", "proxy loss", "search p50 (ms)"]
+    head += ["final loss", "final p50 (ms)", "speed-up vs teacher", "files"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for pk in picks:
+        budget = format_budget(pk.budget_ms)
+        if pk.trial is None:
+            cells = [budget, "—", _md(pk.reason or "no pick")] + [""] * (len(head) - 3)
+        else:
+            final = lookup_final(finals, pk.budget_ms) or {}
+            loss, latency = final.get("loss"), final.get("latency_ms")
+            speedup = f"{teacher.latency_ms / float(latency):.1f}×" if teacher and latency else "—"
+            cells = [
+                budget,
+                str(pk.trial),
+                Arch.from_dict(pk.arch).id if pk.arch else "—",
+                _mparams(pk.params) if pk.params is not None else "—",
+                f"{pk.proxy_loss:.4g}" if pk.proxy_loss is not None else "—",
+                _ms(pk.latency_ms) if pk.latency_ms is not None else "—",
+                f"{float(loss):.4g}" if loss is not None else "not trained yet",
+                _ms(float(latency)) if latency is not None else "—",
+                speedup,
+                (links or {}).get(budget, "—"),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Run:
+    """A finished run folder read back: everything the figures and a re-pick need."""
+
+    out_dir: Path
+    study: optuna.Study
+    points: list[TrialPoint]
+    picks: list[Pick]
+    """The picks of the run, as written to ``recommendations.json``."""
+    references: list[ReferencePoint]
+    summary: dict[str, str]
+    title: str
+    finals: dict[float, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def teacher(self) -> ReferencePoint | None:
+        """The teacher among the references (it gives the speed-ups)."""
+        return next((r for r in self.references if r.name == "teacher"), None)
+
+
+def load_run(out_dir: str | Path, storage: str | None = None) -> Run:
+    """Read a finished run folder: ``recommendations.json`` and its study.
+
+    Args:
+        out_dir: The run's output folder (``runs/<study>`` by default).
+        storage: The storage URL, when the study is not in ``out_dir/study.db``.
+
+    Raises:
+        ParetokdError: If the folder holds no finished run.
+    """
+    import optuna
+
+    from paretokd import recommend
+
+    out = Path(out_dir)
+    rec_path = out / "recommendations.json"
+    if not rec_path.is_file():
+        raise ParetokdError(f"no finished run in {str(out)!r}: {rec_path.name} is missing")
+    rec = json.loads(rec_path.read_text(encoding="utf-8"))
+    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    if storage is None and not (out / "study.db").is_file():
+        raise ParetokdError(f"no study database in {str(out)!r}; pass storage=URL")
+    study = optuna.load_study(study_name=rec["study"], storage=url)
+    points = recommend.points(study)
+    picks = [
+        Pick(
+            budget_ms=float(p["budget_ms"]),
+            trial=p["trial"],
+            reason=p["reason"],
+            arch=p["arch"],
+            params=p["params"],
+            proxy_loss=p["proxy_loss"],
+            latency_ms=p["latency_ms"],
+        )
+        for p in rec["picks"]
+    ]
+    finals = {float(p["budget_ms"]): p["final"] for p in rec["picks"] if p.get("final")}
+    return Run(
+        out_dir=out,
+        study=study,
+        points=points,
+        picks=picks,
+        references=[teacher_reference(rec["teacher"])],
+        summary=run_summary(rec["teacher"], rec["latency_setup"], len(points), rec["storage"]),
+        title=f"paretokd study {rec['study']}",
+        finals=finals,
+    )
 
 
 # --- computing -------------------------------------------------------------------------
 
 
-def _plot_point(p: TrialPoint, note: str) -> PlotPoint:
-    return PlotPoint(trial=p.number, x=p.latency_ms, y=p.loss, hover=f"{_hover(p)}<br>{note}")
+def _groups(
+    points: list[TrialPoint], *, x: Any, y: Any
+) -> tuple[tuple[PlotPoint, ...], tuple[PlotPoint, ...], tuple[PlotPoint, ...]]:
+    """Front (sorted by x, then y), dominated and infeasible (in trial order)."""
+    front: list[PlotPoint] = []
+    dominated: list[PlotPoint] = []
+    infeasible: list[PlotPoint] = []
+    for p in points:
+        if not p.feasible:
+            group, note = infeasible, _INFEASIBLE_NOTE
+        elif p.on_front:
+            group, note = front, "on the Pareto front"
+        else:
+            group, note = dominated, "dominated"
+        group.append(PlotPoint(p.number, float(x(p)), float(y(p)), f"{_hover(p)}<br>{note}"))
+    front.sort(key=lambda q: (q.x, q.y))
+    dominated.sort(key=lambda q: q.trial)
+    infeasible.sort(key=lambda q: q.trial)
+    return tuple(front), tuple(dominated), tuple(infeasible)
+
+
+def _budget_lines(picks: list[Pick]) -> tuple[BudgetLine, ...]:
+    return tuple(
+        BudgetLine(budget_ms=b, label=f"{format_budget(b)} budget")
+        for b in sorted({pk.budget_ms for pk in picks})
+    )
+
+
+def _pick_markers(
+    points: list[TrialPoint], picks: list[Pick], *, x: Any, y: Any
+) -> tuple[PickMarker, ...]:
+    by_number = {p.number: p for p in points}
+    budgets_of: dict[int, list[float]] = {}
+    for pk in picks:
+        if pk.trial is not None:
+            budgets_of.setdefault(pk.trial, []).append(pk.budget_ms)
+    markers = []
+    for pk in picks:
+        if pk.trial is None or pk.trial not in budgets_of:
+            continue
+        won = tuple(budgets_of.pop(pk.trial))
+        point = by_number.get(pk.trial) or _point_of_pick(pk)
+        if point is None:
+            continue  # a pick with nothing to place it by: the table still lists it
+        label = "pick for " + ", ".join(format_budget(b) for b in won)
+        markers.append(
+            PickMarker(
+                trial=pk.trial,
+                budgets_ms=won,
+                x=float(x(point)),
+                y=float(y(point)),
+                label=label,
+                hover=f"{label}<br>{_hover(point)}",
+            )
+        )
+    return tuple(markers)
+
+
+def _point_of_pick(pk: Pick) -> TrialPoint | None:
+    """A pick whose trial is not among the points (e.g. re-picked from another study)."""
+    if None in (pk.trial, pk.arch, pk.params, pk.proxy_loss, pk.latency_ms):
+        return None
+    assert pk.trial is not None and pk.arch is not None and pk.params is not None
+    assert pk.proxy_loss is not None and pk.latency_ms is not None
+    return TrialPoint(
+        number=pk.trial,
+        arch=pk.arch,
+        params=pk.params,
+        loss=pk.proxy_loss,
+        latency_ms=pk.latency_ms,
+        latency_p90_ms=math.nan,
+        feasible=True,
+        on_front=True,
+    )
 
 
 def _hover(p: TrialPoint) -> str:
+    loss = f"loss {p.loss:.4g}" if p.feasible else "loss: not trained"
+    p90 = f", p90 {_ms(p.latency_p90_ms)} ms" if math.isfinite(p.latency_p90_ms) else ""
     return (
         f"trial {p.number}<br>{Arch.from_dict(p.arch).id}<br>params {_mparams(p.params)}"
-        f"<br>loss {p.loss:.4g}<br>p50 {_ms(p.latency_ms)} ms, p90 {_ms(p.latency_p90_ms)} ms"
+        f"<br>{loss}<br>p50 {_ms(p.latency_ms)} ms{p90}"
     )
+
+
+def _reference_hover(r: ReferencePoint) -> str:
+    hover = f"{html.escape(r.name)}<br>params {_mparams(r.params)}<br>p50 {_ms(r.latency_ms)} ms"
+    if r.loss is not None:
+        hover += f"<br>loss {r.loss:.4g}"
+    return hover
 
 
 def _mparams(n: int) -> str:
@@ -359,17 +903,153 @@ def _ms(v: float) -> str:
     return f"{v:.2f}"
 
 
-def _axis_range(values: Iterable[float]) -> tuple[float, float]:
+def _md(text: str) -> str:
+    # Table cells: a pipe would end the cell, a newline the row.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _is_wide(values: Iterable[float]) -> bool:
+    positive = [v for v in values if math.isfinite(v) and v > 0]
+    return len(positive) >= 2 and max(positive) > _LOG_RATIO * min(positive)
+
+
+def _axis_range(values: Iterable[float], log: bool = False) -> tuple[float, float]:
+    if log:
+        positive = [v for v in values if math.isfinite(v) and v > 0]
+        factor = (max(positive) / min(positive)) ** _PAD  # the same share, in log space
+        return (min(positive) / factor, max(positive) * factor)
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return (0.0, 1.0)
     lo, hi = min(finite), max(finite)
-    pad = (hi - lo) * _PAD if hi > lo else max(abs(hi) * 0.1, 1.0)
+    # At least a few percent of the values themselves: near-equal values (two losses
+    # of 0.4300 and 0.4301) must not blow a rounding difference up to the full height.
+    pad = max((hi - lo) * _PAD, abs(hi) * _PAD) or 1.0
     # Latencies and losses are never negative: do not show a negative axis for padding.
     return (max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
 
 
 # --- drawing ---------------------------------------------------------------------------
+
+
+def _ann_x(x: float, log: bool) -> float:
+    """An annotation's coordinate for the value ``x`` on a linear or log axis."""
+    # Plotly places annotations on a log axis by log10 of the value (shapes by the value).
+    return math.log10(x) if log else x
+
+
+def _vline(fig: go.Figure, x: float, label: str, log: bool, *, dash: str, color: str) -> None:
+    """A vertical line at ``x`` labelled along its top, on a linear or log axis."""
+    fig.add_vline(x=x, line={"dash": dash, "color": color, "width": 1.5 if dash == "dash" else 2})
+    fig.add_annotation(
+        x=_ann_x(x, log),
+        y=1,
+        yref="y domain",
+        text=label,
+        textangle=-90,
+        showarrow=False,
+        xanchor="right",
+        yanchor="top",
+    )
+
+
+def _layout(fig: go.Figure, x_title: str, y_title: str) -> None:
+    fig.update_layout(
+        template="plotly_white",
+        xaxis={"title": {"text": x_title}},
+        yaxis={"title": {"text": y_title}},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0},
+        margin={"t": 40},
+        hovermode="closest",
+    )
+
+
+def _add_trial_traces(
+    fig: go.Figure,
+    front: tuple[PlotPoint, ...],
+    dominated: tuple[PlotPoint, ...],
+    infeasible: tuple[PlotPoint, ...],
+    *,
+    step_front: bool,
+) -> None:
+    # Empty groups get no trace, so the legend only names what is on the plot.
+    if dominated:
+        fig.add_trace(
+            _trial_trace(dominated, DOMINATED_NAME, {"color": _COLORS["dominated"], "size": 8})
+        )
+    if infeasible:
+        fig.add_trace(
+            _trial_trace(
+                infeasible,
+                INFEASIBLE_NAME,
+                {"color": _COLORS["infeasible"], "size": 9, "symbol": "x"},
+            )
+        )
+    if front:
+        trace = _trial_trace(front, FRONT_NAME, {"color": _COLORS["front"], "size": 10})
+        if step_front:
+            # A horizontal-then-vertical step draws the front as dominance works: a front
+            # point's loss is the best on offer until the next, slower, front point lowers it.
+            trace.update(mode="lines+markers", line={"shape": "hv", "color": _COLORS["front"]})
+        fig.add_trace(trace)
+
+
+def _add_picks(
+    fig: go.Figure, picks: tuple[PickMarker, ...], *, annotate: bool, x_log: bool = False
+) -> None:
+    import plotly.graph_objects as go
+
+    if not picks:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[m.x for m in picks],
+            y=[m.y for m in picks],
+            mode="markers",
+            name=PICKS_NAME,
+            meta="picks",
+            hovertext=[m.hover for m in picks],
+            hoverinfo="text",
+            marker={
+                "symbol": "star",
+                "size": 20,
+                "color": _COLORS["pick"],
+                "line": {"color": "black", "width": 1},
+            },
+        )
+    )
+    if annotate:
+        for m in picks:
+            fig.add_annotation(
+                x=_ann_x(m.x, x_log),
+                y=m.y,
+                text=m.label,
+                showarrow=True,
+                arrowhead=2,
+                ax=30,
+                ay=-35,
+            )
+
+
+def _add_reference_markers(fig: go.Figure, marks: list[ReferenceMark]) -> None:
+    import plotly.graph_objects as go
+
+    if not marks:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[r.x for r in marks],
+            y=[r.y for r in marks],
+            mode="markers+text",
+            name="references",
+            meta="references",
+            text=[r.label for r in marks],
+            textposition="top center",
+            hovertext=[r.hover for r in marks],
+            hoverinfo="text",
+            marker={"symbol": "diamond", "size": 12, "color": _COLORS["reference"]},
+        )
+    )
 
 
 def _trial_trace(pts: tuple[PlotPoint, ...], name: str, marker: dict[str, Any]) -> go.Scatter:
@@ -403,7 +1083,10 @@ th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; vertic
 th {{ background: #f3f3f3; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.reason {{ color: #8a3b00; }}
+section.figure {{ margin: 2em 0 3em; }}
+section.figure p {{ color: #555; max-width: 60em; }}
 </style>
+<script type="text/javascript">{plotlyjs}</script>
 </head>
 <body>
 <h1>{title}</h1>
@@ -411,8 +1094,8 @@ td.reason {{ color: #8a3b00; }}
 {summary}
 <h2>Recommendations</h2>
 {picks}
-<h2>Loss against latency</h2>
-{figure}
+<h2>Figures</h2>
+{figures}
 </body>
 </html>
 """
@@ -447,7 +1130,7 @@ def _picks_table(
                 _num(_ms(pk.latency_ms) if pk.latency_ms is not None else None),
             ]
             if finals:
-                cells += _final_cells(_lookup(finals, pk.budget_ms), teacher)
+                cells += _final_cells(lookup_final(finals, pk.budget_ms), teacher)
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return '<table class="picks">\n' + "\n".join(rows) + "\n</table>"
 
@@ -467,7 +1150,8 @@ def _final_cells(final: dict[str, Any] | None, teacher: ReferencePoint | None) -
     ]
 
 
-def _lookup(finals: dict[float, dict[str, Any]], budget: float) -> dict[str, Any] | None:
+def lookup_final(finals: dict[float, dict[str, Any]], budget: float) -> dict[str, Any] | None:
+    """The final student of ``budget`` in ``finals``, matched by value, if any."""
     # Budgets are floats parsed from text; match by value, not by identity of the float.
     for key, value in finals.items():
         if math.isclose(float(key), budget):

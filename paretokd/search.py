@@ -486,6 +486,49 @@ def _drift_guard(
     return callback
 
 
+def handcrafted_arch(teacher: Teacher) -> space.Arch:
+    """The DistilBERT-style reference: the teacher with every other layer kept."""
+    d = teacher.dims
+    return space.Arch(max(1, d.num_layers // 2), d.hidden_size, d.num_heads, d.intermediate_size)
+
+
+def measure_reference(study: optuna.Study, ctx: Context) -> dict[str, Any]:
+    """Measure and proxy-distil the hand-crafted student under the trials' own settings.
+
+    Stored in the study (``reference``), so every pick can be shown against it
+    and a rerun does not pay for it again.
+    """
+    stored = study.user_attrs.get("reference")
+    if stored is not None:
+        return dict(stored)
+    spec = ctx.spec
+    arch = handcrafted_arch(ctx.teacher)
+    model = student.build(arch, ctx.teacher.model, spec.distill.teacher_init)
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+        stats = latency.measure_model(
+            model, ctx.teacher.tokenizer.model_input_names, spec.latency, Path(tmp) / "ref.onnx"
+        )
+    _, proj = distill.train(
+        model,
+        ctx.proxy_train,
+        steps=spec.distill.proxy_steps,
+        learning_rate=spec.distill.learning_rate,
+        weight_decay=spec.distill.weight_decay,
+        seed=spec.seed,
+    )
+    reference = {
+        "name": "every other teacher layer",
+        "arch": arch.to_dict(),
+        "arch_id": arch.id,
+        "params": student.count_params(model),
+        "proxy_loss": distill.evaluate(model, proj, ctx.proxy_eval),
+        "latency_ms": stats.p50_ms,
+        "latency": stats.to_dict(),
+    }
+    study.set_user_attr("reference", reference)
+    return reference
+
+
 def clean_workdir(path: Path) -> None:
     """Remove a process's scratch folder (exports of trials that were timed and dropped).
 

@@ -64,6 +64,15 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
     assert rec["latency_setup"]["seq_len"] == 32
     assert rec["teacher"]["params"] > 0 and rec["teacher"]["latency_ms"] > 0
     assert [p["budget_ms"] for p in rec["picks"]] == [50.0, 100.0]
+    # The hand-crafted reference: the 4-layer tiny teacher with every other layer kept.
+    ref = rec["reference"]
+    assert ref["arch"] == {
+        "num_layers": 2,
+        "hidden_size": 64,
+        "num_heads": 4,
+        "intermediate_size": 128,
+    }
+    assert 0 <= ref["proxy_loss"] < 1.0 and ref["latency_ms"] > 0
     for pick in rec["picks"]:
         assert pick["trial"] is not None and pick["reason"] is None
         assert set(pick["arch"]) == {"num_layers", "hidden_size", "num_heads", "intermediate_size"}

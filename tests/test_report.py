@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import optuna
 import pytest
 from plotly.offline import get_plotlyjs
 
+from paretokd.distill import UNTRAINED_LOSS
+from paretokd.errors import ParetokdError
 from paretokd.recommend import Pick, TrialPoint, pick
 from paretokd.report import (
     INFEASIBLE_NAME,
+    PARAMS_TITLE,
+    REFERENCE_LOSS,
     TRIAL_META,
+    X_TITLE,
     ReferencePoint,
+    architectures_figure,
+    architectures_info,
+    default_reference,
+    figures,
+    hypervolume_2d,
+    hypervolume_figure,
+    hypervolume_info,
+    latency_params_figure,
+    latency_params_info,
+    load_run,
+    markdown_note,
     pareto_figure,
     pareto_info,
     write_report,
@@ -51,14 +71,14 @@ def _point(
     )
 
 
-# Budgets 2ms, 10ms, 20ms. Trials 4 and 5 are over 20ms: never trained, untrained loss.
+# Budgets 2ms, 10ms, 20ms. Trials 4 and 5 are over 20ms: never trained, untrained loss 1.
 POINTS = [
     _point(0, _arch(1, 128, 2, 256), 3.0, 0.9, on_front=True),
     _point(3, _arch(4, 384, 8, 1536), 15.0, 0.3, on_front=True),  # out of latency order
     _point(1, _arch(2, 256, 4, 512), 8.0, 0.5, on_front=True),
     _point(2, _arch(2, 192, 4, 512), 9.0, 0.7),
-    _point(4, _arch(6, 384, 8, 1536), 30.0, 5.0, feasible=False),
-    _point(5, _arch(5, 384, 8, 1536), 25.0, 4.8, feasible=False),
+    _point(4, _arch(6, 384, 8, 1536), 30.0, UNTRAINED_LOSS, feasible=False),
+    _point(5, _arch(5, 384, 8, 1536), 25.0, UNTRAINED_LOSS, feasible=False),
 ]
 BUDGETS = (2.0, 10.0, 20.0)
 TEACHER = ReferencePoint(name="teacher", latency_ms=39.1, loss=None, params=22_700_000)
@@ -76,7 +96,7 @@ def test_info_splits_trials_into_front_dominated_and_infeasible() -> None:
     assert [p.trial for p in info.dominated] == [2]
     assert [p.trial for p in info.infeasible] == [4, 5]
     assert info.n_trials == len(POINTS)
-    assert (info.infeasible[0].x, info.infeasible[0].y) == (30.0, 5.0)
+    assert info.infeasible[0].x == 30.0
 
 
 def test_info_budget_lines_picks_and_references() -> None:
@@ -96,7 +116,7 @@ def test_info_budget_lines_picks_and_references() -> None:
     assert (teacher.x, teacher.y, teacher.label) == (39.1, None, "teacher 39.1 ms")
     # Everything drawn lies inside the axis ranges.
     assert info.x_range[0] <= 2.0 and info.x_range[1] >= 39.1
-    assert info.y_range[0] <= 0.3 and info.y_range[1] >= 5.0
+    assert info.y_range[0] <= 0.3 and info.y_range[1] >= 0.9
     assert info.x_range[0] >= 0.0
 
 
@@ -218,3 +238,297 @@ def test_write_report_replaces_atomically_and_cleans_up_on_failure(
     _write(tmp_path)
     assert path.read_text(encoding="utf-8") != "old"
     assert sorted(os.listdir(tmp_path)) == ["report.html"]
+
+
+# --- the Pareto figure's untrained row ------------------------------------------------------
+
+
+def test_untrained_trials_sit_on_a_row_above_the_feasible_losses() -> None:
+    info = pareto_info(POINTS, _picks(), [TEACHER])
+
+    rows = {p.y for p in info.infeasible}
+    assert len(rows) == 1
+    (row,) = rows
+    feasible = [p.y for p in (*info.front, *info.dominated)]
+    # The y axis fits the trained trials (0.3 to 0.9), not the untrained loss of 1.
+    assert max(feasible) < row < info.y_range[1] < UNTRAINED_LOSS
+    assert info.y_range[0] <= min(feasible)
+    for p in info.infeasible:
+        assert "loss: not trained" in p.hover and "over the largest budget" in p.hover
+    fig = pareto_figure(info)
+    (trace,) = [t for t in fig.data if t.name == INFEASIBLE_NAME]
+    assert INFEASIBLE_NAME == "over budget: not trained"
+    assert list(trace.y) == [row, row]
+
+
+def test_with_no_feasible_trial_the_untrained_are_drawn_at_their_loss() -> None:
+    trained = [p for p in POINTS if p.feasible]
+    (plain,) = architectures_figure(architectures_info(trained)).data
+    assert (plain.line.cmin, plain.line.cmax) == (0.3, 0.9)  # no grey slot when not needed
+
+    untrained = [p for p in POINTS if not p.feasible]
+    info = pareto_info(untrained, pick(untrained, (2.0,)), [])
+    assert [p.y for p in info.infeasible] == [UNTRAINED_LOSS, UNTRAINED_LOSS]
+    assert info.y_range[0] < UNTRAINED_LOSS < info.y_range[1]
+
+
+# --- hypervolume ----------------------------------------------------------------------------
+
+
+def test_reference_loss_is_the_untrained_students() -> None:
+    assert REFERENCE_LOSS == UNTRAINED_LOSS
+    assert default_reference(POINTS, BUDGETS) == (UNTRAINED_LOSS, 20.0)
+    assert default_reference(POINTS, ()) == (UNTRAINED_LOSS, 30.0)
+    assert default_reference([], ()) == (UNTRAINED_LOSS, 1.0)
+
+
+def test_hypervolume_2d_by_hand() -> None:
+    ref = (1.0, 10.0)
+    assert hypervolume_2d([], ref) == 0.0
+    assert hypervolume_2d([(0.5, 4.0)], ref) == pytest.approx(0.5 * 6.0)
+    # A second front point adds its strip; a dominated one and points outside the box add nothing.
+    two = [(0.5, 4.0), (0.2, 8.0)]
+    assert hypervolume_2d(two, ref) == pytest.approx(0.5 * 6.0 + 0.3 * 2.0)
+    extra = [*two, (0.6, 5.0), (1.0, 1.0), (0.1, 10.0), (0.1, 12.0)]
+    assert hypervolume_2d(extra, ref) == pytest.approx(hypervolume_2d(two, ref))
+
+
+def test_hypervolume_2d_agrees_with_optunas() -> None:
+    # Optuna's WFG implementation is private; it is only the yardstick here.
+    from optuna._hypervolume import compute_hypervolume
+
+    rng = random.Random(0)
+    ref = (1.0, 50.0)
+    for _ in range(20):
+        pts = [(rng.uniform(0, 1.2), rng.uniform(0, 60)) for _ in range(rng.randint(1, 25))]
+        inside = np.array([p for p in pts if p[0] < ref[0] and p[1] < ref[1]])
+        expected = compute_hypervolume(inside, np.array(ref)) if len(inside) else 0.0
+        assert hypervolume_2d(pts, ref) == pytest.approx(expected)
+
+
+def test_hypervolume_history_grows_in_trial_order_and_ignores_untrained() -> None:
+    info = hypervolume_info(POINTS, default_reference(POINTS, BUDGETS))
+
+    assert info.trials == (0, 1, 2, 3, 4, 5)
+    assert all(a <= b for a, b in zip(info.values, info.values[1:], strict=False))
+    assert info.values[0] == pytest.approx((20.0 - 3.0) * (1.0 - 0.9))
+    assert info.values[2] == info.values[1]  # trial 2 is dominated by trial 1
+    assert info.values[5] == info.values[3]  # trials 4 and 5 were not trained
+    assert info.box == 20.0
+    assert 0 < info.shares[-1] < 1
+    fig = hypervolume_figure(info)
+    (trace,) = fig.data
+    assert list(trace.x) == [0, 1, 2, 3, 4, 5]
+    assert list(trace.y) == pytest.approx([100 * s for s in info.shares])
+    assert fig.layout.xaxis.title.text == "Trial number"
+    assert "%" in fig.layout.yaxis.title.text
+
+
+# --- latency against parameters -------------------------------------------------------------
+
+
+def test_latency_params_info_and_figure() -> None:
+    hand = ReferencePoint("hand-crafted L3", latency_ms=12.0, loss=0.6, params=9_000_000)
+    info = latency_params_info(POINTS, _picks(), [TEACHER, hand])
+
+    assert info.n_trials == len(POINTS)
+    p1 = next(p for p in info.front if p.trial == 1)
+    assert (p1.x, p1.y) == (2.0, 8.0)  # 2 M params, 8 ms
+    assert "L2-H256-A4-F512" in p1.hover
+    assert [p.trial for p in info.infeasible] == [4, 5]
+    assert [b.budget_ms for b in info.budgets] == [2.0, 10.0, 20.0]
+    assert [(m.trial, m.x, m.y) for m in info.picks] == [(1, 2.0, 8.0), (3, 4.0, 15.0)]
+    assert [(r.name, r.x, r.y) for r in info.references] == [
+        ("teacher", 22.7, 39.1),
+        ("hand-crafted L3", 9.0, 12.0),
+    ]
+
+    fig = latency_params_figure(info)
+    assert sum(len(t.x) for t in fig.data if t.meta == TRIAL_META) == len(POINTS)
+    assert sorted(s.y0 for s in fig.layout.shapes) == [2.0, 10.0, 20.0]
+    assert fig.layout.xaxis.title.text == PARAMS_TITLE
+    assert fig.layout.yaxis.title.text == X_TITLE
+
+
+# --- parallel coordinates -------------------------------------------------------------------
+
+
+def test_architectures_info_has_one_line_per_trial() -> None:
+    info = architectures_info(POINTS)
+
+    assert info.trials == (0, 1, 2, 3, 4, 5)
+    labels = [a.label for a in info.axes]
+    assert labels == ["layers", "hidden", "heads", "FFN", "params (M)", "p50 (ms)", "proxy loss"]
+    layers, hidden = info.axes[0], info.axes[1]
+    assert layers.values == (1, 2, 2, 4, 6, 5)
+    assert hidden.ticks == (128, 192, 256, 384)
+    assert info.axes[5].values == (3.0, 8.0, 9.0, 15.0, 30.0, 25.0)
+    assert info.loss == (0.9, 0.5, 0.7, 0.3, None, None)
+    assert info.loss_range == (0.3, 0.9)
+
+
+def test_architectures_figure_colours_untrained_lines_grey() -> None:
+    fig = architectures_figure(architectures_info(POINTS))
+    (par,) = fig.data
+    assert par.type == "parcoords"
+    assert len(par.dimensions) == 7
+    assert list(par.dimensions[1].tickvals) == [128, 192, 256, 384]
+    colors = list(par.line.color)
+    assert colors[:4] == [0.9, 0.5, 0.7, 0.3]
+    assert colors[4] == colors[5] == par.line.cmax > 0.9
+    # The top of the colour scale, where the untrained lines land, is grey.
+    assert par.line.colorscale[-1][1] == par.line.colorscale[-2][1] == "rgb(150, 150, 150)"
+
+    trained = [p for p in POINTS if p.feasible]
+    (plain,) = architectures_figure(architectures_info(trained)).data
+    assert (plain.line.cmin, plain.line.cmax) == (0.3, 0.9)  # no grey slot when not needed
+
+    untrained = [p for p in POINTS if not p.feasible]
+    (grey,) = architectures_figure(architectures_info(untrained)).data
+    assert grey.line.color == "rgb(150, 150, 150)"
+    (empty,) = architectures_figure(architectures_info([])).data
+    assert all(len(d.values) == 0 for d in empty.dimensions)
+
+
+# --- all figures, the note, a run read back ------------------------------------------------
+
+
+def test_figures_have_stable_ids_titles_and_captions() -> None:
+    drawn = figures(POINTS, _picks(), [TEACHER])
+    assert [f.id for f in drawn] == [
+        "pareto-front",
+        "hypervolume",
+        "latency-vs-params",
+        "architectures",
+    ]
+    assert all(f.title and f.caption for f in drawn)
+    assert "p50 < 20.0 ms" in drawn[1].title  # the box runs up to the largest budget
+    titled = drawn[0].titled()
+    assert titled.layout.title.text == "Loss against latency"
+    assert drawn[0].figure.layout.title.text is None  # the original is left untouched
+
+
+def test_markdown_note_lists_picks_finals_and_reasons() -> None:
+    picks = [Pick(budget_ms=2.0, trial=None, reason="nothing | fits"), *pick(POINTS, (10.0, 20.0))]
+    finals = {10.0: {"loss": 0.42, "latency_ms": 7.5, "dir": "students/10ms"}}
+    note = markdown_note(
+        "Recommendations",
+        picks,
+        finals,
+        TEACHER,
+        links={"10ms": "`10ms-model.onnx`"},
+        summary={"teacher": "tiny", "trials": "6"},
+    )
+    lines = note.splitlines()
+    assert lines[0] == "## Recommendations"
+    assert "- **trials**: 6" in lines and "- **teacher p50**: 39.1 ms" in lines
+    rows = [line for line in lines if line.startswith("| ")]
+    assert len(rows) == 1 + 3  # the header and one row per budget
+    assert all(row.count(" | ") == rows[0].count(" | ") for row in rows)
+    assert "nothing \\| fits" in rows[1]
+    assert "| 10ms | 1 | L2-H256-A4-F512 |" in rows[2]
+    assert f"{39.1 / 7.5:.1f}×" in rows[2] and "`10ms-model.onnx`" in rows[2]
+    assert "not trained yet" in rows[3]
+
+
+def _stored_run(tmp_path: Path) -> Path:
+    """A run folder as ``paretokd run`` leaves it, built from POINTS without training."""
+    out = tmp_path / "run"
+    out.mkdir()
+    study = optuna.create_study(
+        study_name="demo",
+        storage=f"sqlite:///{out / 'study.db'}",
+        directions=["minimize", "minimize"],
+    )
+    for p in sorted(POINTS, key=lambda q: q.number):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[p.loss, p.latency_ms],
+                user_attrs={
+                    "arch": p.arch,
+                    "params": p.params,
+                    "latency": {"p50_ms": p.latency_ms, "p90_ms": p.latency_p90_ms},
+                },
+                constraints={"latency_over_budget_ms": p.latency_ms - 20.0},
+            )
+        )
+    picks = pick(POINTS, BUDGETS)
+    rec = {
+        "study": "demo",
+        "storage": "sqlite:///run/study.db",
+        "latency_setup": {"device": "cpu", "threads": 1},
+        "teacher": {"name": "tiny", "params": 22_700_000, "latency_ms": 39.1},
+        "picks": [
+            {
+                **{k: getattr(pk, k) for k in ("budget_ms", "trial", "reason", "arch")},
+                **{k: getattr(pk, k) for k in ("params", "proxy_loss", "latency_ms")},
+                "final": {"loss": 0.4, "latency_ms": 7.0, "dir": "d"} if pk.trial == 1 else None,
+            }
+            for pk in picks
+        ],
+    }
+    (out / "recommendations.json").write_text(json.dumps(rec))
+    return out
+
+
+def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:
+    run = load_run(_stored_run(tmp_path))
+
+    assert run.study.study_name == "demo"
+    assert sorted(p.number for p in run.points) == [0, 1, 2, 3, 4, 5]
+    assert {p.number for p in run.points if not p.feasible} == {4, 5}
+    assert run.picks == pick(run.points, BUDGETS)
+    assert run.references == [TEACHER]
+    assert run.finals == {10.0: {"loss": 0.4, "latency_ms": 7.0, "dir": "d"}}
+    assert run.summary["trials"] == "6" and run.summary["teacher"] == "tiny (22.7M params)"
+    assert run.title == "paretokd study demo"
+    assert len(figures(run.points, run.picks, run.references)) == 4
+
+
+def test_load_run_without_a_run_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(ParetokdError, match="recommendations.json"):
+        load_run(tmp_path)
+    out = _stored_run(tmp_path)
+    (out / "study.db").unlink()
+    with pytest.raises(ParetokdError, match="no study database"):
+        load_run(out)
+
+
+def test_write_report_inlines_plotly_once_and_draws_every_figure(tmp_path: Path) -> None:
+    text = _write(tmp_path).read_text(encoding="utf-8")
+    assert text.count(get_plotlyjs()[:2000]) == 1
+    for fig_id in ("pareto-front", "hypervolume", "latency-vs-params", "architectures"):
+        assert f'id="{fig_id}"' in text
+    assert text.count("Plotly.newPlot(") == 4
+
+
+# --- log axes -------------------------------------------------------------------------------
+
+
+def test_latency_axes_turn_logarithmic_when_budgets_dwarf_the_trials() -> None:
+    far = pick(POINTS, (500.0, 1000.0))
+    info = pareto_info(POINTS, far, [TEACHER])
+    assert info.x_log
+    lo, hi = info.x_range
+    assert 0 < lo < 3.0 and hi > 1000.0
+    fig = pareto_figure(info)
+    assert fig.layout.xaxis.type == "log"
+    assert list(fig.layout.xaxis.range) == pytest.approx([np.log10(lo), np.log10(hi)])
+    # Shapes take the value on a log axis, annotations its log10.
+    assert sorted(s.x0 for s in fig.layout.shapes) == [39.1, 500.0, 1000.0]
+    labels = {a.text: a.x for a in fig.layout.annotations}
+    assert labels["1000ms budget"] == pytest.approx(3.0)
+    assert labels["pick for 500ms, 1000ms"] == pytest.approx(np.log10(15.0))
+
+    lp = latency_params_info(POINTS, far, [TEACHER])
+    assert lp.y_log
+    lp_fig = latency_params_figure(lp)
+    assert lp_fig.layout.yaxis.type == "log"
+    assert {a.text: a.y for a in lp_fig.layout.annotations}["500ms budget"] == pytest.approx(
+        np.log10(500.0)
+    )
+
+    # Budgets of the trials' own scale keep linear axes.
+    near = pareto_info(POINTS, _picks(), [TEACHER])
+    assert not near.x_log and pareto_figure(near).layout.xaxis.type is None
+    assert not latency_params_info(POINTS, _picks(), [TEACHER]).y_log

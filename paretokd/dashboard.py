@@ -1,0 +1,305 @@
+"""The study in optuna-dashboard: artifacts, the recommendations note, our figures, the server.
+
+:func:`publish` runs at the end of ``paretokd run``. It uploads each pick's
+``model.onnx`` and ``latency.json`` and the report to Optuna's artifact store
+(``<out>/artifacts``), then, when optuna-dashboard is installed, writes the
+recommendations as the study's markdown note and saves the report's plotly
+figures on the study page. :func:`serve` backs ``paretokd dashboard``.
+
+Optuna refuses artifacts on finished trials (``UpdateFinishedTrialError``), and
+the picks are only known once the search is over, so pick files are study
+artifacts named after their budget (``50ms-model.onnx``); the note says which
+trial each came from. A trial that is still running can take a file through
+:func:`attach_to_trial`.
+
+optuna-dashboard is optional (the ``dashboard`` extra): without it the
+artifacts are still uploaded (they need only Optuna), the note and figures are
+skipped, and :func:`serve` says how to install it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+
+from paretokd import report
+from paretokd.config import format_budget
+from paretokd.errors import ParetokdError
+from paretokd.recommend import Pick
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_DIR = "artifacts"
+"""The artifact store's folder inside a run's output folder."""
+ARTIFACTS_ATTR = "artifacts"
+"""Study user attribute: uploaded file key → ``artifact_id``, ``filename``, ``sha256``."""
+ARTIFACT_DIR_ATTR = "artifact_dir"
+"""Study user attribute: the artifact store's absolute path (``paretokd dashboard`` reads it)."""
+INSTALL_HINT = (
+    "optuna-dashboard is not installed; install it with: pip install 'paretokd[dashboard]'"
+)
+
+
+@dataclass
+class Published:
+    """What :func:`publish` did."""
+
+    artifacts: dict[str, str] = field(default_factory=dict)
+    """File key (e.g. ``students/50ms/model.onnx``) → artifact id."""
+    uploaded: list[str] = field(default_factory=list)
+    """Keys whose content was written to the store this time (new or changed)."""
+    note: bool = False
+    """Whether the study note was written (False: unchanged, or no optuna-dashboard)."""
+    figures: list[str] = field(default_factory=list)
+    """Graph ids saved on the study page (empty without optuna-dashboard)."""
+
+
+def artifact_store(out_dir: Path) -> FileSystemArtifactStore:
+    """The run's artifact store, ``out_dir/artifacts`` (created if missing)."""
+    path = Path(out_dir) / ARTIFACT_DIR
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(path)
+
+
+def publish(
+    study: optuna.Study,
+    out_dir: Path,
+    *,
+    picks: list[Pick],
+    finals: dict[float, dict[str, Any]],
+    figures: list[report.ReportFigure],
+    report_path: Path | None,
+    teacher: report.ReferencePoint | None,
+    summary: dict[str, str] | None = None,
+) -> Published:
+    """Upload the run's files as artifacts and put the recommendations on the study page.
+
+    Idempotent: each file has one artifact, found again on a rerun through the
+    study's ``artifacts`` user attribute; unchanged files are not uploaded again
+    and a changed file (a new pick for the budget) replaces the stored content
+    under the same artifact id.
+
+    Args:
+        study: The finished study.
+        out_dir: The run's output folder; the store is ``out_dir/artifacts``.
+        picks: The recommendation per budget.
+        finals: Per budget, the final student (``FinalResult.to_dict()``: ``dir``, ``onnx``, ...).
+        figures: The report's figures (:func:`paretokd.report.figures`).
+        report_path: ``report.html``, uploaded as a study artifact.
+        teacher: Gives the speed-ups in the note.
+        summary: Rows listed at the top of the note (:func:`paretokd.report.run_summary`).
+
+    Returns:
+        What was uploaded and saved.
+    """
+    store = artifact_store(out_dir)
+    study.set_user_attr(ARTIFACT_DIR_ATTR, str((Path(out_dir) / ARTIFACT_DIR).resolve()))
+    files: list[tuple[str, Path, str]] = []  # (key, path, artifact file name)
+    if report_path is not None:
+        files.append(("report.html", Path(report_path), "report.html"))
+    links: dict[str, str] = {}
+    for pk in picks:
+        final = report.lookup_final(finals, pk.budget_ms) if pk.trial is not None else None
+        if not final:
+            continue
+        budget = format_budget(pk.budget_ms)
+        student_dir = Path(final["dir"])
+        names = []
+        for path in (
+            Path(final.get("onnx") or student_dir / "model.onnx"),
+            student_dir / "latency.json",
+        ):
+            if path.is_file():
+                names.append(f"{budget}-{path.name}")
+                files.append((f"students/{budget}/{path.name}", path, names[-1]))
+        links[budget] = ", ".join(f"`{n}`" for n in names) or "—"
+
+    published = Published()
+    recorded: dict[str, Any] = dict(study.user_attrs.get(ARTIFACTS_ATTR, {}))
+    known = {m.artifact_id for m in get_all_artifact_meta(study)}
+    for key, path, name in files:
+        entry, changed = _upload(study, store, path, name, recorded.get(key), known)
+        recorded[key] = entry
+        published.artifacts[key] = entry["artifact_id"]
+        if changed:
+            published.uploaded.append(key)
+    study.set_user_attr(ARTIFACTS_ATTR, recorded)
+
+    try:
+        import optuna_dashboard
+    except ImportError:
+        log.info("%s (the study note and figures are skipped)", INSTALL_HINT)
+        return published
+    note = report.markdown_note(
+        f"Recommendations of {study.study_name}", picks, finals, teacher, links, summary
+    )
+    note += (
+        "\nThe files, and `report.html`, are under *Study Artifacts* on the study's page, "
+        "below the report's figures.\n"
+    )
+    if optuna_dashboard.get_note(study) != note:
+        optuna_dashboard.save_note(study, note)
+        published.note = True
+    for f in figures:
+        optuna_dashboard.save_plotly_graph_object(study, f.titled(), graph_object_id=f.id)
+        published.figures.append(f.id)
+    return published
+
+
+def attach_to_trial(trial: optuna.Trial, name: str, content: dict[str, Any], out_dir: Path) -> str:
+    """Upload ``content`` as the JSON file ``name`` to a running trial.
+
+    Finished trials cannot take artifacts, so this must run inside the
+    objective, e.g. ``attach_to_trial(trial, "latency.json", stats.to_dict(), out_dir)``.
+
+    Returns:
+        The artifact id.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        return upload_artifact(
+            artifact_store=artifact_store(out_dir), file_path=str(path), study_or_trial=trial
+        )
+
+
+def serve(
+    *,
+    out_dir: Path | None,
+    storage: str | None,
+    study_name: str | None,
+    host: str,
+    port: int,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Serve the storage's studies in optuna-dashboard until interrupted.
+
+    The artifact store is ``out_dir/artifacts``, or without ``out_dir`` the one
+    :func:`publish` recorded on the study.
+
+    Raises:
+        ParetokdError: If optuna-dashboard is missing, the study cannot be
+            found, or the port cannot be bound.
+    """
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise ParetokdError(INSTALL_HINT) from None
+    if storage is None:
+        if out_dir is None:
+            raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
+        storage = f"sqlite:///{(Path(out_dir) / 'study.db').resolve()}"
+    stor = _open_storage(storage)
+    summaries = optuna.study.get_all_study_summaries(stor)
+    names = [s.study_name for s in summaries]
+    if study_name is not None and study_name not in names:
+        raise ParetokdError(
+            f"no study named {study_name!r} (the storage holds: {', '.join(names) or 'none'})"
+        )
+    chosen = next((s for s in summaries if s.study_name == study_name), None)
+    if chosen is None and len(summaries) == 1:
+        chosen = summaries[0]
+
+    store_dir: Path | None = None
+    if out_dir is not None:
+        store_dir = Path(out_dir) / ARTIFACT_DIR
+    elif chosen is not None and chosen.user_attrs.get(ARTIFACT_DIR_ATTR):
+        store_dir = Path(chosen.user_attrs[ARTIFACT_DIR_ATTR])
+    if store_dir is not None and not store_dir.is_dir():
+        store_dir = None
+    store = FileSystemArtifactStore(store_dir) if store_dir is not None else None
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        echo(
+            f"warning: serving on {host}: optuna-dashboard has no login, anyone who can "
+            "reach this address can read and change the study"
+        )
+    shown = f"[{host}]" if ":" in host else host
+    echo(
+        f"optuna-dashboard for {', '.join(names) or 'an empty storage'}: http://{shown}:{port}/dashboard/"
+    )
+    echo(
+        f"artifacts: {store_dir}"
+        if store_dir is not None
+        else "artifacts: none found (run `paretokd run` or pass --out DIR)"
+    )
+    echo("stop with Ctrl-C")
+    try:
+        optuna_dashboard.run_server(stor, host=host, port=port, artifact_store=store)
+    except OSError as exc:
+        raise ParetokdError(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}; pass --port or --host"
+        ) from None
+
+
+def _open_storage(url: str) -> optuna.storages.BaseStorage:
+    import sqlalchemy.exc
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise ParetokdError(
+            f"no study database at {url[len('sqlite:///') :]}; pass --out DIR or --storage URL"
+        )
+    try:
+        return optuna.storages.RDBStorage(url)
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParetokdError(f"cannot open storage: {reason}") from None
+
+
+def _upload(
+    study: optuna.Study,
+    store: FileSystemArtifactStore,
+    path: Path,
+    name: str,
+    entry: dict[str, Any] | None,
+    known: set[str],
+) -> tuple[dict[str, Any], bool]:
+    """Upload ``path`` as the study artifact ``name`` unless ``entry`` already holds it."""
+    digest = _sha256(path)
+    if entry is not None and entry.get("artifact_id") in known and entry.get("filename") == name:
+        if entry.get("sha256") == digest and _stored(store, entry["artifact_id"]):
+            return entry, False
+        # Same file key, new content: replace the stored bytes under the same id.
+        with path.open("rb") as fh:
+            store.write(entry["artifact_id"], fh)
+        return {**entry, "sha256": digest}, True
+    # upload_artifact names the artifact after the file: give it the name through a link.
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / name
+        try:
+            os.symlink(path.resolve(), named)
+        except OSError:
+            shutil.copyfile(path, named)
+        artifact_id = upload_artifact(
+            artifact_store=store, file_path=str(named), study_or_trial=study
+        )
+    return {"artifact_id": artifact_id, "filename": name, "sha256": digest}, True
+
+
+def _stored(store: FileSystemArtifactStore, artifact_id: str) -> bool:
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    try:
+        store.open_reader(artifact_id).close()
+    except ArtifactNotFound:
+        return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
