@@ -9,9 +9,11 @@ exported student.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -149,10 +151,31 @@ class TeacherTargets:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def precompute(self) -> None:
-        """Compute every batch's states now (so the first trial does not pay for them)."""
+    def precompute(self, cache: Path | None = None) -> bool:
+        """Compute every batch's states now, so the first trial does not pay for them.
+
+        Args:
+            cache: A file to read the states from if it exists, else to write them
+                to (the caller's name for it must change whenever the teacher,
+                the texts or the batching do).
+
+        Returns:
+            True if the states were read from ``cache``.
+        """
+        if cache is not None and cache.is_file():
+            # weights_only: only tensors are read back, nothing is unpickled.
+            states = torch.load(cache, weights_only=True)
+            if len(states) == len(self):
+                self._cache = dict(enumerate(states))
+                return True
         for index in range(len(self)):
             self[index]
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_name(cache.name + f".{os.getpid()}.partial")
+            torch.save([self._cache[i] for i in range(len(self))], partial)
+            os.replace(partial, cache)  # concurrent workers never see half a file
+        return False
 
 
 @dataclass(frozen=True)

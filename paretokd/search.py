@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import platform
@@ -205,32 +207,45 @@ class Context:
     workdir: Path
 
 
-def prepare(spec: StudySpec, teacher: Teacher, splits: Splits, workdir: Path) -> Context:
-    """Tokenise the proxy splits and compute the teacher's outputs on them once."""
+def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[str]) -> str:
+    """Names the teacher's outputs on ``texts``: changes with the teacher, texts or batching."""
+    blob = json.dumps(
+        [
+            teacher.name,
+            teacher.config.to_json_string(),
+            spec.distill.batch_size,
+            spec.data.max_length,
+            hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+        ]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare(
+    spec: StudySpec, teacher: Teacher, splits: Splits, workdir: Path, cache: Path | None = None
+) -> Context:
+    """Tokenise the proxy splits and get the teacher's outputs on them once.
+
+    With ``cache`` (a folder, ``runs/<study>/teacher/`` in a run), the outputs are
+    kept on disk, so a rerun or another worker of the study reads them back
+    instead of running the teacher again.
+    """
     tok, d = teacher.tokenizer, spec.data
     start = time.perf_counter()
-    train_batches = distill.make_batches(
-        splits.proxy_train, tok, spec.distill.batch_size, d.max_length
-    )
-    eval_batches = distill.make_batches(
-        splits.proxy_eval, tok, spec.distill.batch_size, d.max_length
-    )
-    ctx = Context(
-        spec=spec,
-        teacher=teacher,
-        proxy_train=distill.TeacherTargets(teacher.model, train_batches, keep=True),
-        proxy_eval=distill.TeacherTargets(teacher.model, eval_batches, keep=True),
-        workdir=workdir,
-    )
-    ctx.proxy_train.precompute()
-    ctx.proxy_eval.precompute()
+    targets, read = [], []
+    for name, texts in (("proxy_train", splits.proxy_train), ("proxy_eval", splits.proxy_eval)):
+        batches = distill.make_batches(texts, tok, spec.distill.batch_size, d.max_length)
+        targets.append(distill.TeacherTargets(teacher.model, batches, keep=True))
+        path = cache / f"{name}-{_targets_key(spec, teacher, texts)}.pt" if cache else None
+        read.append(targets[-1].precompute(path))
     log.info(
-        "teacher outputs on %d + %d proxy texts computed in %.1f s",
+        "teacher outputs on %d + %d proxy texts %s in %.1f s",
         len(splits.proxy_train),
         len(splits.proxy_eval),
+        "read from disk" if all(read) else "computed",
         time.perf_counter() - start,
     )
-    return ctx
+    return Context(spec, teacher, proxy_train=targets[0], proxy_eval=targets[1], workdir=workdir)
 
 
 def _cached(study: optuna.Study, arch_id: str, number: int) -> optuna.trial.FrozenTrial | None:

@@ -105,6 +105,9 @@ def test_rerun_resumes_without_repeating(base_args: list[str], tmp_path: Path) -
     assert code == 0, output
     assert _trials(out) == first
     assert "(0 new)" in output
+    # The teacher's outputs on the proxy splits were kept on disk and read back.
+    assert len(list((out / "teacher").glob("*.pt"))) == 2
+    assert "read from disk" in output
 
     code, output = _run(*base_args, "--out", str(out), "--no-final", "--trials", "7")
     assert code == 0, output
