@@ -70,17 +70,24 @@ UNTRAINED_LOSS = 1.0
 class Projections(nn.Module):
     """One linear map per student layer into the teacher's width (identity when equal).
 
-    A map starts as the zero-padded identity: a teacher-initialised student's
-    hidden states are the leading slice of the teacher's, so this start already
-    puts each student feature where it came from, and training refines it.
+    A map starts by putting each student feature back at the teacher dimension
+    it was sliced from (``kept``, see ``student.kept_dims``), so a
+    teacher-initialised student starts close to its teacher, and training
+    refines it.
     """
 
-    def __init__(self, n_layers: int, student_width: int, teacher_width: int) -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        student_width: int,
+        teacher_width: int,
+        kept: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.maps = nn.ModuleList(
             nn.Identity()
             if student_width == teacher_width
-            else _padded_identity(student_width, teacher_width)
+            else _scatter(student_width, teacher_width, kept)
             for _ in range(n_layers)
         )
 
@@ -89,14 +96,30 @@ class Projections(nn.Module):
         return [proj(h) for proj, h in zip(self.maps, states, strict=True)]
 
 
-def _padded_identity(student_width: int, teacher_width: int) -> nn.Linear:
+def _scatter(student_width: int, teacher_width: int, kept: Sequence[int] | None) -> nn.Linear:
     layer = nn.Linear(student_width, teacher_width)
+    rows = torch.tensor(list(kept) if kept is not None else range(student_width))
     with torch.no_grad():
         layer.weight.zero_()
         layer.bias.zero_()
-        n = min(student_width, teacher_width)
-        layer.weight[:n, :n] = torch.eye(n)
+        layer.weight[rows, torch.arange(student_width)] = 1.0
     return layer
+
+
+def residual_order(targets: TeacherTargets) -> list[int]:
+    """The teacher's residual dimensions, most energetic first, over every layer and real token.
+
+    Students sliced from the teacher keep the head of this list (``student.build``).
+    """
+    energy: Tensor | None = None
+    for index in range(len(targets)):
+        mask = targets.batches[index]["attention_mask"].unsqueeze(-1)
+        for h in targets[index]:
+            e = (h.float() ** 2 * mask).sum(dim=(0, 1))
+            energy = e if energy is None else energy + e
+    assert energy is not None, "no batches"
+    # stable: equal energies keep their index order, so the result is deterministic
+    return torch.argsort(energy, descending=True, stable=True).tolist()
 
 
 def layer_losses(
@@ -201,6 +224,7 @@ def train(
     learning_rate: float,
     weight_decay: float,
     seed: int,
+    kept_dims: Sequence[int] | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[DistillResult, Projections]:
     """Distil ``student`` for ``steps`` steps on the batches of ``targets``.
@@ -213,7 +237,9 @@ def train(
     """
     torch.manual_seed(seed)
     teacher_width = targets.teacher.config.hidden_size
-    proj = Projections(student.config.num_hidden_layers, student.config.hidden_size, teacher_width)
+    proj = Projections(
+        student.config.num_hidden_layers, student.config.hidden_size, teacher_width, kept_dims
+    )
     params = list(student.parameters()) + list(proj.parameters())
     optim = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     warmup = max(1, steps // 10)

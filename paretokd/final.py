@@ -105,6 +105,7 @@ def distill_and_export(
     teacher: Teacher,
     full_train: distill.TeacherTargets,
     proxy_eval: distill.TeacherTargets,
+    residual_order: list[int],
     out_dir: Path,
     progress: Callable[[int, float], None] | None = None,
 ) -> FinalResult:
@@ -129,7 +130,7 @@ def distill_and_export(
 
     # Replay the trial's parameters through the same space, as Optuna's FixedTrial intends.
     arch = space.suggest(FixedTrial(dict(pick.arch)), spec.space)
-    model = student.build(arch, teacher.model, spec.distill.teacher_init)
+    model = student.build(arch, teacher.model, spec.distill.teacher_init, residual_order)
     result, proj = distill.train(
         model,
         full_train,
@@ -137,6 +138,7 @@ def distill_and_export(
         learning_rate=spec.distill.learning_rate,
         weight_decay=spec.distill.weight_decay,
         seed=spec.seed,
+        kept_dims=student.kept_dims(residual_order, arch.hidden_size),
         progress=progress,
     )
     loss = distill.evaluate(model, proj, proxy_eval)

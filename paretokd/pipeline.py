@@ -208,6 +208,7 @@ def run(
                 teacher,
                 full_train,
                 ctx.proxy_eval,
+                ctx.residual_order,
                 where.out_dir,
                 progress=progress(label, spec.distill.final_steps) if progress else None,
             )

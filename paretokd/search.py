@@ -22,6 +22,7 @@ import sqlalchemy.exc
 import torch
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+from transformers import PreTrainedModel
 
 from paretokd import distill, latency, space, student
 from paretokd.config import StudySpec
@@ -205,6 +206,37 @@ class Context:
     proxy_train: distill.TeacherTargets
     proxy_eval: distill.TeacherTargets
     workdir: Path
+    residual_order: list[int]
+    """The teacher's residual dimensions, most energetic first (see ``student.build``)."""
+
+
+def build_student(arch: space.Arch, ctx: Context) -> PreTrainedModel:
+    """A student of ``arch``, initialised from the teacher as the spec says."""
+    teacher_init = ctx.spec.distill.teacher_init
+    return student.build(arch, ctx.teacher.model, teacher_init, ctx.residual_order)
+
+
+def time_student(model: PreTrainedModel, ctx: Context) -> latency.LatencyStats:
+    """Export ``model`` to a scratch file and time it under the study's latency setup."""
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+        return latency.measure_model(
+            model, ctx.teacher.tokenizer.model_input_names, ctx.spec.latency, Path(tmp) / "m.onnx"
+        )
+
+
+def proxy_distill(model: PreTrainedModel, ctx: Context) -> tuple[distill.DistillResult, float]:
+    """The search's short distillation on the proxy split, then the held-out loss."""
+    spec = ctx.spec
+    result, proj = distill.train(
+        model,
+        ctx.proxy_train,
+        steps=spec.distill.proxy_steps,
+        learning_rate=spec.distill.learning_rate,
+        weight_decay=spec.distill.weight_decay,
+        seed=spec.seed,
+        kept_dims=student.kept_dims(ctx.residual_order, model.config.hidden_size),
+    )
+    return result, distill.evaluate(model, proj, ctx.proxy_eval)
 
 
 def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[str]) -> str:
@@ -245,7 +277,14 @@ def prepare(
         "read from disk" if all(read) else "computed",
         time.perf_counter() - start,
     )
-    return Context(spec, teacher, proxy_train=targets[0], proxy_eval=targets[1], workdir=workdir)
+    return Context(
+        spec,
+        teacher,
+        proxy_train=targets[0],
+        proxy_eval=targets[1],
+        workdir=workdir,
+        residual_order=distill.residual_order(targets[0]),
+    )
 
 
 def _cached(study: optuna.Study, arch_id: str, number: int) -> optuna.trial.FrozenTrial | None:
@@ -285,7 +324,7 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
 
     earlier = _cached(trial.study, arch.id, trial.number)
     t0 = time.perf_counter()
-    model = student.build(arch, ctx.teacher.model, spec.distill.teacher_init)
+    model = build_student(arch, ctx)
     timings["build_s"] = time.perf_counter() - t0
     params = student.count_params(model)
     if earlier is not None:
@@ -293,13 +332,7 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         trial.set_user_attr("cached_from", earlier.number)
     else:
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-            stats = latency.measure_model(
-                model,
-                ctx.teacher.tokenizer.model_input_names,
-                spec.latency,
-                Path(tmp) / "model.onnx",
-            )
+        stats = time_student(model, ctx)
         timings["latency_s"] = time.perf_counter() - t0
     trial.set_user_attr("params", params)
     trial.set_user_attr("latency", stats.to_dict())
@@ -312,18 +345,8 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         assert earlier.values is not None
         loss = earlier.values[0]
     else:
-        result, proj = distill.train(
-            model,
-            ctx.proxy_train,
-            steps=spec.distill.proxy_steps,
-            learning_rate=spec.distill.learning_rate,
-            weight_decay=spec.distill.weight_decay,
-            seed=spec.seed,
-        )
+        result, loss = proxy_distill(model, ctx)
         timings["distill_s"] = result.seconds
-        t0 = time.perf_counter()
-        loss = distill.evaluate(model, proj, ctx.proxy_eval)
-        timings["eval_s"] = time.perf_counter() - t0
         trial.set_user_attr("train_loss", result.train_loss)
     trial.set_user_attr("trained", trained)
     trial.set_user_attr("timings", timings)
@@ -516,27 +539,16 @@ def measure_reference(study: optuna.Study, ctx: Context) -> dict[str, Any]:
     stored = study.user_attrs.get("reference")
     if stored is not None:
         return dict(stored)
-    spec = ctx.spec
     arch = handcrafted_arch(ctx.teacher)
-    model = student.build(arch, ctx.teacher.model, spec.distill.teacher_init)
-    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-        stats = latency.measure_model(
-            model, ctx.teacher.tokenizer.model_input_names, spec.latency, Path(tmp) / "ref.onnx"
-        )
-    _, proj = distill.train(
-        model,
-        ctx.proxy_train,
-        steps=spec.distill.proxy_steps,
-        learning_rate=spec.distill.learning_rate,
-        weight_decay=spec.distill.weight_decay,
-        seed=spec.seed,
-    )
+    model = build_student(arch, ctx)
+    stats = time_student(model, ctx)
+    _, loss = proxy_distill(model, ctx)
     reference = {
         "name": "every other teacher layer",
         "arch": arch.to_dict(),
         "arch_id": arch.id,
         "params": student.count_params(model),
-        "proxy_loss": distill.evaluate(model, proj, ctx.proxy_eval),
+        "proxy_loss": loss,
         "latency_ms": stats.p50_ms,
         "latency": stats.to_dict(),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 
 import torch
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
@@ -35,17 +36,40 @@ def layer_map(n_student: int, n_teacher: int) -> list[int]:
     return [round((i + 1) * n_teacher / n_student) - 1 for i in range(n_student)]
 
 
-def build(arch: Arch, teacher: PreTrainedModel, teacher_init: bool = True) -> PreTrainedModel:
+def kept_dims(order: Sequence[int] | None, width: int) -> list[int]:
+    """The teacher's residual dimensions a student of ``width`` keeps, in their original order.
+
+    Args:
+        order: The teacher's residual dimensions, most important first
+            (``distill.residual_order``); ``None`` keeps the leading ones.
+        width: The student's hidden size.
+    """
+    return sorted(order[:width]) if order is not None else list(range(width))
+
+
+def build(
+    arch: Arch,
+    teacher: PreTrainedModel,
+    teacher_init: bool = True,
+    residual_order: Sequence[int] | None = None,
+) -> PreTrainedModel:
     """Build a student of ``arch`` from the teacher's family.
 
-    With ``teacher_init`` every student tensor starts as the leading slice of the
-    teacher tensor it corresponds to (student layer ``i`` takes teacher layer
-    ``layer_map(...)[i]``), which trains far faster than a random start.
+    With ``teacher_init`` every student tensor starts as a slice of the teacher
+    tensor it corresponds to (student layer ``i`` takes teacher layer
+    ``layer_map(...)[i]``), which trains far faster than a random start. Along
+    every axis of the teacher's hidden size, the slice keeps the dimensions
+    :func:`kept_dims` names: the teacher's most energetic residual dimensions
+    carry most of what the student must reproduce (on MiniLM, the top 128 of 384
+    hold 64% of the energy, the first 128 only 32%). Other axes (vocabulary,
+    positions, FFN units) keep their leading entries.
     """
     cfg = student_config(arch, teacher.config)
     student = AutoModel.from_config(cfg)
     if teacher_init:
         mapping = layer_map(arch.num_layers, teacher.config.num_hidden_layers)
+        width = teacher.config.hidden_size
+        keep = torch.tensor(kept_dims(residual_order, arch.hidden_size))
         source = teacher.state_dict()
         target = student.state_dict()
         with torch.no_grad():
@@ -54,7 +78,12 @@ def build(arch: Arch, teacher: PreTrainedModel, teacher_init: bool = True) -> Pr
                 if tname not in source:
                     continue  # e.g. a buffer the teacher does not have: keep the fresh init
                 src = source[tname]
-                tensor.copy_(src[tuple(slice(0, n) for n in tensor.shape)])
+                for axis, size in enumerate(tensor.shape):
+                    if src.shape[axis] == width and size == arch.hidden_size:
+                        src = src.index_select(axis, keep)
+                    else:
+                        src = src.narrow(axis, 0, size)
+                tensor.copy_(src)
     return student
 
 

@@ -22,6 +22,7 @@ from paretokd.distill import (
     layer_losses,
     make_batches,
     normalised_mse,
+    residual_order,
     train,
 )
 from paretokd.space import Arch
@@ -370,3 +371,42 @@ def test_make_batches_is_deterministic(tokenizer: BertTokenizerFast) -> None:
     assert len(a) == len(b) == 5
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x["input_ids"], y["input_ids"])
+
+
+# --- importance-ordered slicing ---------------------------------------------------------
+
+
+def test_kept_dims_keep_the_head_of_the_order_in_index_order() -> None:
+    assert student.kept_dims(None, 3) == [0, 1, 2]
+    assert student.kept_dims([5, 2, 9, 1], 2) == [2, 5]
+
+
+def test_build_slices_the_ordered_residual_dims(teacher: PreTrainedModel) -> None:
+    order = list(reversed(range(32)))  # the last dimensions first
+    model = student.build(Arch(2, 16, 2, 32), teacher, residual_order=order)
+    keep = torch.tensor(list(range(16, 32)))
+    words = teacher.embeddings.word_embeddings.weight
+    assert torch.equal(model.embeddings.word_embeddings.weight, words[:, keep])
+    # An attention weight is sliced on both axes; layer_map(2, 4) == [1, 3].
+    expected = _query(teacher, 3)[keep][:, keep]
+    assert torch.equal(_query(model, 1), expected)
+
+
+def test_projections_put_features_back_where_they_were_sliced_from() -> None:
+    proj = Projections(1, 2, 5, kept=[1, 3])
+    (out,) = proj([torch.tensor([[[7.0, 9.0]]])])
+    assert out.tolist() == [[[0.0, 7.0, 0.0, 9.0, 0.0]]]
+
+
+def test_residual_order_ranks_dimensions_by_energy(teacher: PreTrainedModel) -> None:
+    batches = _random_batches(3, n=2)
+    targets = TeacherTargets(teacher, batches, keep=True)
+    order = residual_order(targets)
+    assert sorted(order) == list(range(teacher.config.hidden_size))
+    energy = torch.zeros(teacher.config.hidden_size)
+    for i in range(len(targets)):
+        mask = batches[i]["attention_mask"].unsqueeze(-1)
+        for h in targets[i]:
+            energy += (h.float() ** 2 * mask).sum(dim=(0, 1))
+    ranked = energy[torch.tensor(order)]
+    assert bool((ranked[:-1] >= ranked[1:]).all())
