@@ -169,7 +169,7 @@ def run(
     for proc in helpers:
         proc.start()
     try:
-        ctx = search.prepare(spec, teacher, splits, workdir, cache=where.out_dir / "teacher")
+        ctx = search.prepare(spec, teacher, splits, workdir, out_dir=where.out_dir)
         teacher_stats = search.measure_teacher(study, ctx)
         log.info("teacher %s: p50 %.2f ms (%s)", teacher.name, teacher_stats.p50_ms, fp.hardware)
         reference = search.measure_reference(study, ctx)
@@ -308,7 +308,7 @@ def search_worker(spec: StudySpec, where: Where, worker: int, threads: int) -> N
     study = search.open_study(spec, where.storage, where.study_name, fp, worker=worker)
     workdir = _workdir(where)
     try:
-        ctx = search.prepare(spec, teacher, splits, workdir, cache=where.out_dir / "teacher")
+        ctx = search.prepare(spec, teacher, splits, workdir, out_dir=where.out_dir)
         search.run(study, ctx, show_progress=False, torch_threads=threads)
     finally:
         search.clean_workdir(workdir)

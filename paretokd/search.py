@@ -24,7 +24,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from transformers import PreTrainedModel
 
-from paretokd import distill, latency, space, student
+from paretokd import dashboard, distill, latency, space, student
 from paretokd.config import StudySpec
 from paretokd.data import Splits
 from paretokd.errors import ParetokdError
@@ -208,6 +208,8 @@ class Context:
     workdir: Path
     residual_order: list[int]
     """The teacher's residual dimensions, most energetic first (see ``student.build``)."""
+    out_dir: Path | None = None
+    """The run's folder: trials attach their ``latency.json`` to its artifact store."""
 
 
 def build_student(arch: space.Arch, ctx: Context) -> PreTrainedModel:
@@ -254,14 +256,15 @@ def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[str]) -> str:
 
 
 def prepare(
-    spec: StudySpec, teacher: Teacher, splits: Splits, workdir: Path, cache: Path | None = None
+    spec: StudySpec, teacher: Teacher, splits: Splits, workdir: Path, out_dir: Path | None = None
 ) -> Context:
     """Tokenise the proxy splits and get the teacher's outputs on them once.
 
-    With ``cache`` (a folder, ``runs/<study>/teacher/`` in a run), the outputs are
-    kept on disk, so a rerun or another worker of the study reads them back
-    instead of running the teacher again.
+    With ``out_dir`` (the run's folder), the outputs are kept on disk in
+    ``out_dir/teacher/``, so a rerun or another worker of the study reads them
+    back instead of running the teacher again.
     """
+    cache = out_dir / "teacher" if out_dir is not None else None
     tok, d = teacher.tokenizer, spec.data
     start = time.perf_counter()
     targets, read = [], []
@@ -284,6 +287,7 @@ def prepare(
         proxy_eval=targets[1],
         workdir=workdir,
         residual_order=distill.residual_order(targets[0]),
+        out_dir=out_dir,
     )
 
 
@@ -334,6 +338,10 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         t0 = time.perf_counter()
         stats = time_student(model, ctx)
         timings["latency_s"] = time.perf_counter() - t0
+        if ctx.out_dir is not None:  # shown with the trial in optuna-dashboard
+            record = {"arch": arch.to_dict(), **stats.to_dict()}
+            record["fingerprint"] = latency.fingerprint(spec.latency).to_dict()
+            dashboard.attach_to_trial(trial, "latency.json", record, ctx.out_dir)
     trial.set_user_attr("params", params)
     trial.set_user_attr("latency", stats.to_dict())
     trial.set_constraint(CONSTRAINT, stats.p50_ms - budget)

@@ -92,6 +92,12 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
     assert not list(out.glob("students/*.partial"))
     assert "plotly" in (out / "report.html").read_text()
     assert len(_trials(out)) == 5
+    # Every measured trial carries its latency.json as an Optuna artifact.
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        if "cached_from" not in t.user_attrs:
+            metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+            assert [m.filename for m in metas] == ["latency.json"]
     # The console shows the table and the teacher's latency.
     assert "teacher" in output and "50ms" in output and "speed-up" in output
 
