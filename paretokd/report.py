@@ -789,11 +789,27 @@ def load_run(out_dir: str | Path, storage: str | None = None) -> Run:
         study=study,
         points=points,
         picks=picks,
-        references=[teacher_reference(rec["teacher"])],
+        references=[teacher_reference(rec["teacher"]), *_stored_references(rec)],
         summary=run_summary(rec["teacher"], rec["latency_setup"], len(points), rec["storage"]),
         title=f"paretokd study {rec['study']}",
         finals=finals,
     )
+
+
+def _stored_references(rec: dict[str, Any]) -> list[ReferencePoint]:
+    """The hand-crafted reference student of ``recommendations.json``, when it has one."""
+    ref = rec.get("reference")
+    if not isinstance(ref, dict) or ref.get("latency_ms") is None:
+        return []
+    loss = ref.get("proxy_loss")
+    return [
+        ReferencePoint(
+            str(ref.get("name", "reference")),
+            float(ref["latency_ms"]),
+            float(loss) if loss is not None else None,
+            int(ref.get("params") or 0),
+        )
+    ]
 
 
 # --- computing -------------------------------------------------------------------------

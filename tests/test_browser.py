@@ -47,14 +47,17 @@ RENDERED = (
     ".filter(g => g._fullLayout && g.querySelector('.main-svg')).length"
 )
 
-QUIET_SETUP = """
-window.__paretokdLastPlot = performance.now();
+# A whole-page screenshot grows the window for a moment, and plotly redraws its
+# responsive figures on resize (parcoords through software WebGL, slowly): a shot
+# taken mid-redraw shows half a figure. The figures have fixed heights and the width
+# does not change, so their resize handlers are unhooked first.
+FREEZE_PLOTS = """
 document.querySelectorAll('.js-plotly-plot').forEach(gd => {
-    if (gd.__paretokdWatched || !gd.on) return;
-    gd.__paretokdWatched = true;
-    gd.on('plotly_afterplot', () => { window.__paretokdLastPlot = performance.now(); });
+    const handler = gd._responsiveChartHandler;
+    if (handler) window.removeEventListener('resize', handler);
 });
 """
+PAGE_SIZE = "document.querySelectorAll('*').length + ':' + document.body.scrollHeight"
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -68,10 +71,15 @@ class Browser:
         import websocket
 
         self.profile = Path(tempfile.mkdtemp(prefix="paretokd-chromium-"))
+        # Chromium keeps its crash database under XDG_CONFIG_HOME (~/.config): keep
+        # that in the throwaway profile too, so a test run leaves nothing in $HOME.
+        env = {**os.environ, "XDG_CONFIG_HOME": str(self.profile)}
+        env["XDG_CACHE_HOME"] = str(self.profile)
         self.proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -155,26 +163,14 @@ class Browser:
 
     def screenshot(self, path: Path) -> Path:
         """The whole page, not only the window."""
+        self._settle()
+        self.eval(FREEZE_PLOTS)
         height = int(self.eval("Math.ceil(document.documentElement.scrollHeight)"))
-        # Growing the window makes plotly redraw its responsive figures: shoot once
-        # every figure has been quiet for a moment, not halfway through a redraw.
-        self.eval(QUIET_SETUP)
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=WIDTH,
-            height=min(max(height, 900), 16000),
-            deviceScaleFactor=1,
-            mobile=False,
-        )
-        time.sleep(0.3)
-        self.wait_for("performance.now() - window.__paretokdLastPlot > 800", timeout=20)
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=WIDTH,
-            height=900,
-            deviceScaleFactor=1,
-            mobile=False,
+        data = self.call(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": WIDTH, "height": min(height, 16000), "scale": 1},
         )
         path.write_bytes(base64.b64decode(data["data"]))
         keep = os.environ.get("PARETOKD_SCREENSHOTS")
@@ -182,6 +178,18 @@ class Browser:
             Path(keep).mkdir(parents=True, exist_ok=True)
             shutil.copy(path, Path(keep) / path.name)
         return path
+
+    def _settle(self, quiet: float = 1.0, timeout: float = 20) -> None:
+        """Wait until the page's elements and height stop changing for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.eval(PAGE_SIZE)
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.2)
 
     def close(self) -> None:
         try:

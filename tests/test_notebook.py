@@ -23,7 +23,7 @@ def _parameter_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def test_committed_notebook_has_no_outputs_and_a_parameter_cell() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
-    assert 'RUN_DIR = "runs/default"' in _parameter_cell(nb).source
+    assert 'RUN_DIR = "../runs/default"' in _parameter_cell(nb).source
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None

@@ -431,7 +431,7 @@ def test_markdown_note_lists_picks_finals_and_reasons() -> None:
     assert "not trained yet" in rows[3]
 
 
-def _stored_run(tmp_path: Path) -> Path:
+def _stored_run(tmp_path: Path, reference: bool = False) -> Path:
     """A run folder as ``paretokd run`` leaves it, built from POINTS without training."""
     out = tmp_path / "run"
     out.mkdir()
@@ -467,6 +467,14 @@ def _stored_run(tmp_path: Path) -> Path:
             for pk in picks
         ],
     }
+    if reference:
+        rec["reference"] = {
+            "name": "hand-crafted",
+            "arch_id": "L3-H256-A4-F1024",
+            "params": 4_000_000,
+            "latency_ms": 12.0,
+            "proxy_loss": 0.45,
+        }
     (out / "recommendations.json").write_text(json.dumps(rec))
     return out
 
@@ -478,11 +486,19 @@ def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:
     assert sorted(p.number for p in run.points) == [0, 1, 2, 3, 4, 5]
     assert {p.number for p in run.points if not p.feasible} == {4, 5}
     assert run.picks == pick(run.points, BUDGETS)
-    assert run.references == [TEACHER]
+    assert run.references == [TEACHER] and run.teacher == TEACHER
     assert run.finals == {10.0: {"loss": 0.4, "latency_ms": 7.0, "dir": "d"}}
     assert run.summary["trials"] == "6" and run.summary["teacher"] == "tiny (22.7M params)"
     assert run.title == "paretokd study demo"
     assert len(figures(run.points, run.picks, run.references)) == 4
+
+
+def test_load_run_reads_the_hand_crafted_reference(tmp_path: Path) -> None:
+    run = load_run(_stored_run(tmp_path, reference=True))
+    hand = ReferencePoint("hand-crafted", latency_ms=12.0, loss=0.45, params=4_000_000)
+    assert run.references == [TEACHER, hand]
+    (mark,) = pareto_info(run.points, run.picks, run.references).references[1:]
+    assert (mark.x, mark.y) == (12.0, 0.45)  # a diamond among the trials
 
 
 def test_load_run_without_a_run_is_a_user_error(tmp_path: Path) -> None:
