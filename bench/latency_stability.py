@@ -4,12 +4,13 @@ Run by hand (not a test); it prints figures:
 
     .venv/bin/python bench/latency_stability.py                  # 20 architectures x 5 rounds
     .venv/bin/python bench/latency_stability.py --archs 8 --repeats 3 --train-archs 0
+    .venv/bin/python bench/latency_stability.py --fusion        # fused vs plain graphs
 
 Architectures are spread evenly, by estimated compute, over the default
 search space (``SpaceSpec()``) and built from the default teacher
 (all-MiniLM-L6-v2, resolved offline), exactly as the search builds students.
 Every measurement is one in-process ``paretokd latency`` call
-(:func:`paretokd.cli.measure_target`): build, export, time. Rounds visit the
+(:func:`paretokd.pipeline.measure_target`): build, export, time. Rounds visit the
 architectures in different orders (round 1 as listed, round 2 reversed, later
 rounds shuffled), so slow drift of the machine shows up as disagreement rather
 than cancelling out.
@@ -42,7 +43,7 @@ from pathlib import Path
 
 from paretokd import config, distill, student
 from paretokd import teacher as teacher_mod
-from paretokd.cli import measure_target
+from paretokd.pipeline import measure_target
 from paretokd.config import SpaceSpec, StudySpec, TeacherSpec
 from paretokd.space import Arch
 
@@ -127,6 +128,55 @@ def distill_seconds(archs: list[Arch], spec: StudySpec, teacher: teacher_mod.Tea
     return out
 
 
+def fusion_table(
+    archs: list[Arch], spec: StudySpec, teacher: teacher_mod.Teacher, rounds: int = 3
+) -> None:
+    """Print p50 and parity of the plain and fused graphs, exported from SDPA and eager attention.
+
+    The variants are timed in turns, ``rounds`` times, in one process, so they
+    see the same machine.
+    """
+    import tempfile
+
+    from paretokd import latency
+
+    texts = ["A short one.", "A somewhat longer sentence, so that the batch needs padding."]
+    batch = dict(teacher.tokenizer(texts, padding=True, return_tensors="pt"))
+    plain = spec.latency
+    fused = dataclasses.replace(plain, transformer_fusion=True)
+    variants = {"sdpa": ("sdpa", plain), "eager": ("eager", plain)}
+    variants |= {"sdpa+fusion": ("sdpa", fused), "eager+fusion": ("eager", fused)}
+    print(f"\n{'architecture':<20} " + " ".join(f"{v:>14}" for v in variants) + "  (p50 ms)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in archs:
+            model = (
+                teacher.model
+                if arch == teacher.dims
+                else student.build(arch, teacher.model, spec.distill.teacher_init)
+            )
+            paths, diffs = {}, {}
+            for name, (attention, lat) in variants.items():
+                exported = latency.EXPORT_ATTENTION
+                latency.EXPORT_ATTENTION = attention  # what export_onnx switches the model to
+                try:
+                    path = Path(tmp) / f"{arch.id}-{name}.onnx"
+                    paths[name] = latency.export_onnx(
+                        model, teacher.tokenizer.model_input_names, path, lat
+                    )
+                finally:
+                    latency.EXPORT_ATTENTION = exported
+                diffs[name] = latency.parity(model, paths[name], batch, lat)
+            p50: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(rounds):
+                for name, (_, lat) in variants.items():
+                    p50[name].append(latency.measure(paths[name], lat).p50_ms)
+            label = arch.id + (" (teacher)" if arch == teacher.dims else "")
+            print(
+                f"{label:<20} " + " ".join(f"{statistics.median(p50[n]):>14.2f}" for n in variants)
+            )
+            print(f"{'  parity':<20} " + " ".join(f"{diffs[n]:>14.1e}" for n in variants))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=20, help="architectures (default 20)")
@@ -136,6 +186,9 @@ def main() -> None:
     parser.add_argument("--clock", choices=["auto", "cpu", "wall"], help="override latency.clock")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument(
+        "--fusion", action="store_true", help="also compare fused and plain graphs, then stop"
+    )
     args = parser.parse_args()
     if args.repeats < 2 or args.archs < 2:
         parser.error("need at least 2 architectures and 2 repeats")
@@ -151,6 +204,10 @@ def main() -> None:
     print(f"{len(archs)} architectures of the default space, {args.repeats} rounds; teacher")
     print(f"{teacher.name} {teacher.dims.id}; latency setup {spec.latency}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    if args.fusion:
+        fusion_table([archs[0], archs[len(archs) // 2], teacher.dims], spec, teacher)
+        return
 
     runs: dict[str, list[dict]] = {a.id: [] for a in archs}
     start = time.perf_counter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +16,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+# Training threads wait for each other passively: spinning OpenMP threads on a
+# shared machine made a 4 s distillation take 13 s (and once 75 s) when another
+# process held a core. Set before torch is imported (the commands import it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from paretokd import config
 from paretokd.config import SAMPLERS, format_budget
@@ -213,90 +219,6 @@ def _print_picks(picks: list[Any], finals: dict[float, Any], teacher_ms: float |
         click.echo(line)
 
 
-def measure_target(
-    target: str, spec: config.StudySpec, teacher: Any | None = None
-) -> dict[str, Any]:
-    """Measure ``target`` under ``spec.latency``, as ``paretokd latency`` does.
-
-    Args:
-        target: An architecture as JSON (built from the teacher, as the search
-            builds students), a model directory or hub id, or an ``.onnx`` file.
-        spec: The study spec; its latency section is the setup, its teacher
-            builds architectures.
-        teacher: An already loaded :class:`paretokd.teacher.Teacher` to build
-            architectures from (default: load ``spec.teacher``).
-
-    Returns:
-        The statistics (``p50_ms``, ``p90_ms``, ``p99_ms``, ``ci_ms``, ``runs``, ...),
-        what was measured, the cost in seconds and the fingerprint.
-
-    Raises:
-        ParetokdError: If the target cannot be read or the device is missing.
-    """
-    import json
-    import tempfile
-
-    from paretokd import latency, student
-    from paretokd import teacher as teacher_mod
-    from paretokd.space import Arch
-
-    lat = spec.latency
-    fp = latency.fingerprint(lat)  # a missing GPU is said before anything loads
-    start = time.perf_counter()
-    out: dict[str, Any] = {"target": target}
-    path = Path(target)
-    if target.lstrip().startswith("{"):
-        try:
-            raw = json.loads(target)
-            arch = Arch.from_dict(raw)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ParetokdError(
-                f"architecture {target!r} is not valid: {exc}; write e.g. "
-                '\'{"num_layers":3,"hidden_size":256,"num_heads":4,"intermediate_size":512}\''
-            ) from None
-        if min(arch.to_dict().values()) < 1 or arch.hidden_size % arch.num_heads:
-            raise ParetokdError(
-                f"architecture {arch.id}: sizes must be positive and hidden_size divisible "
-                "by num_heads"
-            )
-        if teacher is None:
-            teacher = teacher_mod.load(spec.teacher)
-        model = student.build(arch, teacher.model, spec.distill.teacher_init)
-        input_names = teacher.tokenizer.model_input_names
-        out.update(kind="architecture", arch=arch.to_dict(), teacher=teacher.name)
-    elif path.suffix == ".onnx":
-        if not path.is_file():
-            raise ParetokdError(f"ONNX file {target!r} does not exist")
-        model = None
-        out.update(kind="onnx")
-    elif path.exists() or (target.count("/") == 1 and not target.startswith((".", "/", "~"))):
-        loaded = teacher_mod.load(config.TeacherSpec(target, spec.teacher.trust_remote_code))
-        model, input_names = loaded.model, loaded.tokenizer.model_input_names
-        out.update(kind="model")
-    else:
-        raise ParetokdError(
-            f"{target!r} is neither an architecture as JSON, a model directory, a hub id "
-            "nor an .onnx file"
-        )
-    with tempfile.TemporaryDirectory(prefix="paretokd-latency-") as tmp:
-        if model is not None:
-            limit = getattr(model.config, "max_position_embeddings", None)
-            if limit is not None and lat.seq_len > limit:
-                raise ParetokdError(
-                    f"latency.seq_len {lat.seq_len} exceeds the model's "
-                    f"max_position_embeddings ({limit}); pass --seq-len {limit} or less"
-                )
-            out["params"] = student.count_params(model)
-            t0 = time.perf_counter()
-            path = latency.export_onnx(model, input_names, Path(tmp) / "model.onnx", lat)
-            out["export_s"] = time.perf_counter() - t0
-        stats = latency.measure(path, lat, model.config.vocab_size if model else None)
-    out.update(stats.to_dict())
-    out["cost_s"] = time.perf_counter() - start
-    out["fingerprint"] = fp.to_dict()
-    return out
-
-
 @main.command("latency")
 @click.argument("target")
 @click.option("--study", "study_file", help="Study spec (YAML) whose latency settings to use.")
@@ -335,7 +257,9 @@ def latency_command(
         },
     )
     _setup_logging(verbose=False)
-    click.echo(json.dumps(measure_target(target, spec), indent=2))
+    from paretokd import pipeline
+
+    click.echo(json.dumps(pipeline.measure_target(target, spec), indent=2))
 
 
 @main.command("dashboard")
@@ -368,6 +292,52 @@ def dashboard_command(
         port=port,
         echo=click.echo,
     )
+
+
+@main.command("validate-proxy")
+@click.option("--study", "study_file", help="Study spec (YAML) whose settings to check.")
+@click.option("--teacher", help="Teacher: a hub id or a local model directory.")
+@click.option("--data", help="Corpus: a text/CSV/TSV/JSON(L)/Parquet file or a datasets name.")
+@click.option("--archs", type=int, default=10, show_default=True, help="Architectures to rank.")
+@click.option(
+    "--factor", type=int, default=4, show_default=True, help="Long run = factor x proxy steps."
+)
+@click.option("--seed", type=int, help="Random seed (default: the spec's).")
+@_user_errors
+def validate_proxy(
+    study_file: str | None,
+    teacher: str | None,
+    data: str | None,
+    archs: int,
+    factor: int,
+    seed: int | None,
+) -> None:
+    """Check that the proxy distillation ranks students as a longer one does; print JSON.
+
+    Samples architectures spread over the latency range, distils each with the
+    search's recipe and with FACTOR times the steps, and prints Kendall's tau and
+    Spearman's rho between the two held-out losses.
+    """
+    import json
+
+    spec = config.override(
+        config.load(study_file),
+        seed=seed,
+        **{"teacher.name": teacher, "data.source": data},
+    )
+    _setup_logging(verbose=False)
+    from paretokd import data as data_mod
+    from paretokd import proxy, space
+    from paretokd import teacher as teacher_mod
+
+    loaded = teacher_mod.load(spec.teacher)
+    space.check_against_teacher(spec.space, loaded.dims)
+    splits = data_mod.load_splits(spec.data, spec.seed, config.cache_dir())
+    log = logging.getLogger("paretokd.proxy")
+    result = proxy.validate(
+        spec, loaded, splits, k=archs, factor=factor, seed=spec.seed, progress=log.info
+    )
+    click.echo(json.dumps(result.to_dict(), indent=2))
 
 
 if __name__ == "__main__":

@@ -226,13 +226,18 @@ def time_student(model: PreTrainedModel, ctx: Context) -> latency.LatencyStats:
         )
 
 
-def proxy_distill(model: PreTrainedModel, ctx: Context) -> tuple[distill.DistillResult, float]:
-    """The search's short distillation on the proxy split, then the held-out loss."""
+def proxy_distill(
+    model: PreTrainedModel, ctx: Context, steps: int | None = None
+) -> tuple[distill.DistillResult, float]:
+    """The search's distillation on the proxy split, then the held-out loss.
+
+    ``steps`` defaults to the spec's ``proxy_steps`` (``validate-proxy`` asks for more).
+    """
     spec = ctx.spec
     result, proj = distill.train(
         model,
         ctx.proxy_train,
-        steps=spec.distill.proxy_steps,
+        steps=steps or spec.distill.proxy_steps,
         learning_rate=spec.distill.learning_rate,
         weight_decay=spec.distill.weight_decay,
         seed=spec.seed,

@@ -84,7 +84,7 @@ def test_load_none_gives_the_defaults() -> None:
     assert spec.budgets == (10.0, 20.0)
     assert spec.teacher.name == config.DEFAULT_TEACHER
     assert spec.data.source == config.BUILTIN_CORPUS
-    assert spec.search.sampler == "nsga2"
+    assert spec.search.sampler == "tpe"
 
 
 def test_load_applies_overrides_and_keeps_other_defaults(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ PARETOKD_TEST_POSTGRES_URL; without it these tests skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,10 +40,8 @@ search: {population_size: 4, heartbeat_seconds: 1}
 def study_name() -> object:
     name = f"test-{uuid.uuid4().hex[:8]}"
     yield name
-    try:
+    with contextlib.suppress(KeyError):
         optuna.delete_study(study_name=name, storage=PG)
-    except KeyError:
-        pass
 
 
 def _command(tmp_path: Path, name: str, teacher: Path, corpus: Path, out: str) -> list[str]:

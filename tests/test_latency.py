@@ -1,4 +1,4 @@
-"""ONNX export parity against PyTorch, and the latency measurement protocol."""
+"""ONNX export and parity, the latency protocol, lock, cache, drift guard; `paretokd latency`."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_blocks_slowed_by_other_load_are_dropped() -> None:
     timed = latency._timed_runs(run, spec, on_cpu=False)
     kept = timed.kept_ms()
     assert len(kept) >= 20 and sum(kept) >= 150
-    assert max(kept) < 2.5 and len(timed.wall_ms) - len(kept) >= 30
+    assert np.median(kept) < 1.5 and len(timed.wall_ms) - len(kept) >= 20
     assert latency._quiet_blocks([[1.0, 1.1], [2.0, 2.2], [1.02]], 0.05) == [0, 2]
     assert latency._quiet_blocks([[1.0], [2.0]], None) == [0, 1]
 
@@ -160,10 +160,13 @@ def test_timing_stops_at_max_seconds_on_a_machine_that_never_settles() -> None:
         calls += 1
         time.sleep(0.0005 * (1 + calls // 5))
 
-    spec = dataclasses.replace(FAST, min_runs=5, min_seconds=10.0, max_seconds=0.3)
+    spec = dataclasses.replace(FAST, min_runs=60, min_seconds=10.0, max_seconds=0.3)
     timed = latency._timed_runs(run, spec, on_cpu=False)
     assert 0.3 <= timed.seconds < 1.0
-    assert len(timed.kept_ms()) == len(timed.wall_ms)  # too few quiet runs: all of them count
+    # The quietest blocks count, as many as the minimums need: here all of them.
+    assert len(timed.kept_ms()) == len(timed.wall_ms)
+    spec = dataclasses.replace(spec, min_runs=10, min_seconds=0.0)
+    assert latency._quietest_enough([[3.0] * 5, [1.0] * 5, [2.0] * 5], spec) == [1, 2]
 
 
 def test_stats_stored_by_older_versions_still_load() -> None:
@@ -337,7 +340,11 @@ def test_a_drifting_machine_is_logged_and_recorded_on_the_study(
 
     teacher, tok = tiny
     spec = StudySpec(latency=FAST)
-    ctx = search.Context(spec, from_model("tiny", teacher, tok), None, None, tmp_path)  # type: ignore[arg-type]
+    # Only the spec, the teacher and the workdir matter to the drift guard.
+    unused = {f.name: None for f in dataclasses.fields(search.Context)}
+    ctx = search.Context(
+        **{**unused, "spec": spec, "teacher": from_model("tiny", teacher, tok), "workdir": tmp_path}
+    )
     study = optuna.create_study(directions=["minimize", "minimize"])
     assert search.check_drift(study, ctx) is False  # nothing stored yet: nothing to compare
     stats = search.measure_teacher(study, ctx)

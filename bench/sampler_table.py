@@ -1,0 +1,243 @@
+"""Tabular sampler benchmark: NSGA-II vs TPE vs random search on precomputed students.
+
+Two steps, run by hand:
+
+    # (a) build (or resume) the table: real latency and real proxy distillation
+    .venv/bin/python bench/sampler_table.py --build 450 --proxy-steps 40
+    # (b) compare the samplers on it (a lookup, no training: seconds)
+    .venv/bin/python bench/sampler_table.py --compare --trials 30 --seeds 10
+
+The table (``bench/data/sampler_table.json``) holds, per architecture of the
+default space, the p50 latency (ONNX Runtime, a shortened protocol) and the
+held-out proxy loss of the search's own recipe on the default teacher
+(all-MiniLM-L6-v2) and corpus. As in the search, an architecture over the
+largest budget is not trained: it is infeasible and scores loss 1.0. Rows are
+written one by one, so an interrupted build resumes where it stopped.
+
+The comparison runs each sampler on a lookup objective with the search's
+constraint, and reports the median hypervolume of the feasible front after
+``--trials`` trials (reference point: loss 1.0, latency = the largest budget)
+and its ratio to random search's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+TABLE = ROOT / "data" / "sampler_table.json"
+BUDGET_MS = 20.0
+"""The default spec's largest budget: the constraint and the reference point's latency."""
+
+
+def _save(path: Path, table: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
+    """Measure and distil up to ``n`` architectures of the default space, resuming ``path``."""
+    import torch
+
+    from paretokd import config, data, proxy, search
+    from paretokd import teacher as teacher_mod
+    from paretokd.pipeline import quiet_libraries
+
+    quiet_libraries()
+    lat = dataclasses.replace(
+        config.LatencySpec(), warmup_runs=2, min_runs=10, min_seconds=0.2, max_seconds=1.0
+    )
+    base = config.StudySpec()
+    spec = dataclasses.replace(
+        base, latency=lat, distill=dataclasses.replace(base.distill, proxy_steps=proxy_steps)
+    )
+    table: dict[str, Any] = (
+        json.loads(path.read_text())
+        if path.exists()
+        else {
+            "teacher": spec.teacher.name,
+            "corpus": spec.data.source,
+            "proxy_steps": proxy_steps,
+            "budget_ms": max(spec.budgets),
+            "latency": dataclasses.asdict(lat),
+            "distill": dataclasses.asdict(spec.distill),
+            "rows": [],
+        }
+    )
+    if table["proxy_steps"] != proxy_steps:
+        sys.exit(f"{path} was built with --proxy-steps {table['proxy_steps']}; use that")
+    done = {r["arch_id"] for r in table["rows"]}
+    todo = [a for a in proxy.sample_archs(spec.space, n, seed) if a.id not in done]
+    print(f"table: {len(done)} rows; {len(todo)} to add", flush=True)
+    if not todo:
+        return
+    # One thread: on a shared, oversubscribed machine two OpenMP threads spin-wait
+    # on each other and a 10-step distillation took 75 s instead of a few.
+    torch.set_num_threads(1)
+    teacher = teacher_mod.load(spec.teacher)
+    splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
+    budget = max(spec.budgets)
+    with tempfile.TemporaryDirectory(prefix="paretokd-table-") as tmp:
+        ctx = search.prepare(spec, teacher, splits, Path(tmp))
+        for i, arch in enumerate(todo, 1):
+            t0 = time.perf_counter()
+            model = search.build_student(arch, ctx)
+            stats = search.time_student(model, ctx)
+            ms = stats.p50_ms
+            t1 = time.perf_counter()
+            trained = ms <= budget
+            loss = search.proxy_distill(model, ctx, proxy_steps)[1] if trained else 1.0
+            table["rows"].append(
+                {
+                    "arch_id": arch.id,
+                    "arch": arch.to_dict(),
+                    "latency_ms": ms,
+                    "proxy_loss": loss,
+                    "trained": trained,
+                    "latency_s": t1 - t0,
+                    "lock_wait_s": stats.lock_wait_s,
+                    "distill_s": time.perf_counter() - t1,
+                }
+            )
+            _save(path, table)
+            print(
+                f"{len(done) + i:4d} {arch.id:<20} p50 {ms:6.2f} ms  loss {loss:.4f}  "
+                f"(latency {t1 - t0:.1f} s, lock wait {stats.lock_wait_s or 0:.1f} s, "
+                f"distil {time.perf_counter() - t1:.1f} s)",
+                flush=True,
+            )
+
+
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Exact 2-D hypervolume (both minimised) of ``points`` dominated region up to ``ref``."""
+    pts = sorted(p for p in points if p[0] < ref[0] and p[1] < ref[1])
+    area, best = 0.0, ref[1]
+    for i, (x, y) in enumerate(pts):
+        best = min(best, y)
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else ref[0]
+        area += (nxt - x) * (ref[1] - best)
+    return area
+
+
+def _lookup(table: dict[str, Any]) -> tuple[Any, Any]:
+    """A function arch → (loss, latency): exact row, else the nearest row (scaled grid distance)."""
+    from paretokd.config import SpaceSpec
+
+    s = SpaceSpec()
+    keys = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
+    scale = {
+        "num_layers": s.num_layers[1] - s.num_layers[0],
+        "hidden_size": max(s.hidden_size) - min(s.hidden_size),
+        "num_heads": max(s.num_heads) - min(s.num_heads),
+        "intermediate_size": max(s.intermediate_size) - min(s.intermediate_size),
+    }
+    rows = {r["arch_id"]: r for r in table["rows"]}
+
+    def find(arch: Any) -> dict[str, Any]:
+        if arch.id in rows:
+            return rows[arch.id]
+        a = arch.to_dict()
+        return min(
+            table["rows"],
+            key=lambda r: sum(((r["arch"][k] - a[k]) / scale[k]) ** 2 for k in keys),
+        )
+
+    return find, s
+
+
+def run_sampler(table: dict[str, Any], sampler: str, trials: int, seed: int) -> float:
+    """Hypervolume of the feasible front one sampler finds in ``trials`` lookups."""
+    import optuna
+
+    from paretokd import search, space
+    from paretokd.config import SearchSpec, StudySpec
+
+    find, s = _lookup(table)
+    budget = float(table["budget_ms"])
+
+    # The search's own sampler construction (NSGA-II population 8, multivariate TPE);
+    # the constraint reaches the samplers as in the search, via trial.set_constraint.
+    spec = dataclasses.replace(
+        StudySpec(seed=seed), search=dataclasses.replace(SearchSpec(), sampler=sampler)
+    )
+    smp = search.make_sampler(spec)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        row = find(space.suggest(trial, s))
+        ms = row["latency_ms"]
+        trial.set_user_attr("violation", ms - budget)
+        trial.set_constraint(search.CONSTRAINT, ms - budget)
+        return (row["proxy_loss"] if ms <= budget else 1.0), ms
+
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=smp)
+    study.optimize(objective, n_trials=trials)
+    feasible = [
+        (t.values[1], t.values[0])
+        for t in study.trials
+        if t.values is not None and t.user_attrs["violation"] <= 0
+    ]
+    return hypervolume(feasible, (budget, 1.0))
+
+
+def compare(path: Path, trials: int, seeds: int) -> None:
+    """Print the median hypervolume per sampler and its ratio to random search."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    table = json.loads(path.read_text())
+    rows = table["rows"]
+    budget = float(table["budget_ms"])
+    feasible = [(r["latency_ms"], r["proxy_loss"]) for r in rows if r["latency_ms"] <= budget]
+    best = hypervolume(feasible, (budget, 1.0))
+    print(
+        f"table: {len(rows)} architectures ({len(feasible)} within {budget:g} ms), "
+        f"proxy_steps {table['proxy_steps']}; hypervolume of the whole table: {best:.4f}"
+    )
+    results: dict[str, list[float]] = {}
+    for name in ("random", "nsga2", "tpe"):
+        results[name] = [run_sampler(table, name, trials, seed) for seed in range(seeds)]
+    base = statistics.median(results["random"])
+    print(f"{trials} trials x {seeds} seeds; reference point (latency {budget:g} ms, loss 1.0)")
+    print(f"{'sampler':<8} {'median HV':>10} {'of table':>9} {'vs random':>10}  min..max")
+    for name, hvs in results.items():
+        med = statistics.median(hvs)
+        print(
+            f"{name:<8} {med:>10.4f} {med / best:>8.1%} {med / base:>9.3f}x  "
+            f"{min(hvs):.4f}..{max(hvs):.4f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", type=int, metavar="N", help="Add up to N architectures.")
+    parser.add_argument("--proxy-steps", type=int, default=40)
+    parser.add_argument("--compare", action="store_true", help="Run the samplers on the table.")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0, help="Order in which archs are sampled.")
+    parser.add_argument("--table", type=Path, default=TABLE)
+    args = parser.parse_args()
+    if args.build:
+        build(args.build, args.proxy_steps, args.seed, args.table)
+    if args.compare:
+        compare(args.table, args.trials, args.seeds)
+    if not (args.build or args.compare):
+        parser.print_help()
+
+
+if __name__ == "__main__":
+    main()

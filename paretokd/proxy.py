@@ -1,0 +1,241 @@
+"""Proxy fidelity: does the search's short distillation rank students as a longer one does?
+
+KD-NAS bets that a few proxy steps order architectures the way a full
+distillation would. :func:`validate` measures that bet on a study's own
+settings: it samples students spread over the latency range, distils each one
+with the search's exact recipe (``distill.proxy_steps``) and again, from a fresh
+student, for ``factor`` times as many steps, and reports the rank agreement of
+the two held-out losses (Kendall's tau and Spearman's rho).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from paretokd import search, space
+from paretokd.config import SpaceSpec, StudySpec
+from paretokd.data import Splits
+from paretokd.errors import ParetokdError
+from paretokd.teacher import Teacher
+
+log = logging.getLogger(__name__)
+
+POOL_FACTOR = 2
+"""Candidates timed per architecture kept: K are picked from ``POOL_FACTOR × K``."""
+
+
+# --- rank correlations (scipy is not a dependency) ----------------------------------------
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b between two paired lists (ties in either list accounted for).
+
+    Returns:
+        A value in [-1, 1]; 0.0 when either list is constant (undefined otherwise).
+    """
+    if len(x) != len(y):
+        raise ValueError("kendall_tau needs two lists of one length")
+    concordant = discordant = ties_x = ties_y = 0
+    for i, j in itertools.combinations(range(len(x)), 2):
+        dx, dy = x[i] - x[j], y[i] - y[j]
+        if dx == 0 and dy == 0:
+            continue  # tied in both: counts in neither denominator term
+        if dx == 0:
+            ties_x += 1
+        elif dy == 0:
+            ties_y += 1
+        elif (dx > 0) == (dy > 0):
+            concordant += 1
+        else:
+            discordant += 1
+    denom = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
+    return (concordant - discordant) / denom if denom else 0.0
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho: the Pearson correlation of the (tie-averaged) ranks.
+
+    Returns:
+        A value in [-1, 1]; 0.0 when either list is constant (undefined otherwise).
+    """
+    if len(x) != len(y):
+        raise ValueError("spearman_rho needs two lists of one length")
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return cov / var if var else 0.0
+
+
+# --- sampling architectures over the latency range ----------------------------------------
+
+
+def all_archs(space_spec: SpaceSpec) -> list[space.Arch]:
+    """Every architecture the space allows, built through :func:`paretokd.space.suggest`."""
+    lo, hi = space_spec.num_layers
+    grid = itertools.product(
+        range(lo, hi + 1),
+        space_spec.hidden_size,
+        space_spec.num_heads,
+        space_spec.intermediate_size,
+    )
+    names = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
+    return [
+        space.suggest(optuna.trial.FixedTrial(dict(zip(names, values, strict=True))), space_spec)
+        for values in grid
+    ]
+
+
+def sample_archs(space_spec: SpaceSpec, n: int, seed: int) -> list[space.Arch]:
+    """``n`` distinct architectures drawn uniformly from the space (all of them if fewer).
+
+    The first ``n`` of one seeded shuffle, so a larger ``n`` extends a smaller one.
+    """
+    archs = all_archs(space_spec)
+    random.Random(seed).shuffle(archs)
+    return archs[:n]
+
+
+def spread_by_latency(
+    measured: Sequence[tuple[space.Arch, float]], k: int, max_ms: float
+) -> list[tuple[space.Arch, float]]:
+    """Up to ``k`` of ``measured`` (arch, latency) at evenly spaced latency quantiles.
+
+    Architectures slower than ``max_ms`` (the largest budget) are left out: the
+    search never trains them, so their ranking does not matter.
+    """
+    ok = sorted((m for m in measured if m[1] <= max_ms), key=lambda m: m[1])
+    if len(ok) <= k:
+        return ok
+    if k == 1:
+        return [ok[len(ok) // 2]]
+    picks = sorted({round(i * (len(ok) - 1) / (k - 1)) for i in range(k)})
+    return [ok[i] for i in picks]
+
+
+# --- the check -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FidelityResult:
+    """How well the proxy loss ranks architectures as a longer distillation does."""
+
+    kendall_tau: float
+    spearman_rho: float
+    archs: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per architecture: ``arch_id``, ``arch``, ``latency_ms``, ``proxy_loss``,
+    ``long_loss``."""
+    proxy_steps: int = 0
+    long_steps: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return {
+            "kendall_tau": self.kendall_tau,
+            "spearman_rho": self.spearman_rho,
+            "proxy_steps": self.proxy_steps,
+            "long_steps": self.long_steps,
+            "seconds": self.seconds,
+            "archs": self.archs,
+        }
+
+
+def validate(
+    spec: StudySpec,
+    teacher: Teacher,
+    splits: Splits,
+    k: int = 10,
+    factor: int = 4,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> FidelityResult:
+    """Rank agreement between the proxy distillation and one ``factor`` times longer.
+
+    ``POOL_FACTOR × k`` architectures are sampled from ``spec.space`` and timed;
+    the ``k`` kept lie at evenly spaced latency quantiles below the largest
+    budget. Each is distilled from a fresh (teacher-initialised, as in the spec)
+    student for ``spec.distill.proxy_steps`` steps and, again from a fresh
+    student, for ``factor × proxy_steps`` steps, both evaluated on the proxy
+    eval split exactly as a search trial is.
+
+    Raises:
+        ParetokdError: If ``k < 2`` or ``factor < 1``, or fewer than two sampled
+            architectures fit the largest budget.
+    """
+    if k < 2:
+        raise ParetokdError(f"--archs must be at least 2 to rank anything, got {k}")
+    if factor < 1:
+        raise ParetokdError(f"--factor must be at least 1, got {factor}")
+    say = progress or (lambda _msg: None)
+    start = time.perf_counter()
+    budget = max(spec.budgets)
+    proxy_steps = spec.distill.proxy_steps
+    long_steps = factor * proxy_steps
+    with tempfile.TemporaryDirectory(prefix="paretokd-proxy-") as tmp:
+        workdir = Path(tmp)
+        ctx = search.prepare(spec, teacher, splits, workdir)
+        pool = sample_archs(spec.space, POOL_FACTOR * k, seed)
+        measured = []
+        for i, arch in enumerate(pool, 1):
+            ms = search.time_student(search.build_student(arch, ctx), ctx).p50_ms
+            say(f"latency {i}/{len(pool)} {arch.id}: {ms:.2f} ms")
+            measured.append((arch, ms))
+        chosen = spread_by_latency(measured, k, budget)
+        if len(chosen) < 2:
+            raise ParetokdError(
+                f"only {len(chosen)} of {len(pool)} sampled architectures run within the "
+                f"largest budget ({budget:g} ms): raise the budget or shrink the space"
+            )
+        rows: list[dict[str, Any]] = []
+        proxy: list[float] = []
+        long_: list[float] = []
+        for i, (arch, ms) in enumerate(chosen, 1):
+            # Each from a fresh student, with the search's own recipe.
+            _, short = search.proxy_distill(search.build_student(arch, ctx), ctx)
+            _, long = search.proxy_distill(search.build_student(arch, ctx), ctx, long_steps)
+            say(f"distil {i}/{len(chosen)} {arch.id}: proxy {short:.4f}, long {long:.4f}")
+            proxy.append(short)
+            long_.append(long)
+            rows.append(
+                {
+                    "arch_id": arch.id,
+                    "arch": arch.to_dict(),
+                    "latency_ms": ms,
+                    "proxy_loss": short,
+                    "long_loss": long,
+                }
+            )
+    return FidelityResult(
+        kendall_tau=kendall_tau(proxy, long_),
+        spearman_rho=spearman_rho(proxy, long_),
+        archs=rows,
+        proxy_steps=proxy_steps,
+        long_steps=long_steps,
+        seconds=time.perf_counter() - start,
+    )
