@@ -104,8 +104,11 @@ class SpaceSpec:
     """Ranges of the student search space. ``[lo, hi]`` for ints, lists for choices."""
 
     num_layers: tuple[int, int] = (1, 6)
-    hidden_size: tuple[int, ...] = (128, 192, 256, 320, 384)
-    num_heads: tuple[int, ...] = (2, 4, 8)
+    # Multiples of 96 with 3, 6 or 12 heads: every pair is buildable, and the
+    # teacher's own attention (12 heads of 32) stays reachable at full width,
+    # which teacher-initialised students need to keep attention intact.
+    hidden_size: tuple[int, ...] = (96, 192, 288, 384)
+    num_heads: tuple[int, ...] = (3, 6, 12)
     intermediate_size: tuple[int, ...] = (256, 512, 768, 1024, 1536)
 
 
@@ -114,8 +117,8 @@ class DistillSpec:
     """The distillation recipe shared by the search and the final training."""
 
     batch_size: int = 16
-    proxy_steps: int = 40
-    final_steps: int = 300
+    proxy_steps: int = 30
+    final_steps: int = 200
     learning_rate: float = 2e-3
     weight_decay: float = 0.01
     teacher_init: bool = True
@@ -173,7 +176,7 @@ class StudySpec:
 
     name: str = "default"
     budgets: tuple[float, ...] = (10.0, 20.0)
-    trials: int = 24
+    trials: int = 16
     seed: int = 0
     teacher: TeacherSpec = field(default_factory=TeacherSpec)
     data: DataSpec = field(default_factory=DataSpec)

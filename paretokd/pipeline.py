@@ -180,6 +180,7 @@ def run(
             reference["latency_ms"],
             reference["proxy_loss"],
         )
+        search.enqueue_reference(study, ctx)
         result = search.run(study, ctx, show_progress=show_progress, torch_threads=threads)
     finally:
         for proc in helpers:

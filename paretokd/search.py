@@ -543,6 +543,29 @@ def handcrafted_arch(teacher: Teacher) -> space.Arch:
     return space.Arch(max(1, d.num_layers // 2), d.hidden_size, d.num_heads, d.intermediate_size)
 
 
+def enqueue_reference(study: optuna.Study, ctx: Context) -> bool:
+    """Make the hand-crafted student the first trial of a new study, if the space holds it.
+
+    The search then starts from the DistilBERT-style baseline, so no pick at its
+    latency can be worse than it.
+
+    Returns:
+        True if it was enqueued.
+    """
+    arch = handcrafted_arch(ctx.teacher)
+    sp = ctx.spec.space
+    in_space = (
+        sp.num_layers[0] <= arch.num_layers <= sp.num_layers[1]
+        and arch.hidden_size in sp.hidden_size
+        and arch.num_heads in sp.num_heads
+        and arch.intermediate_size in sp.intermediate_size
+    )
+    if not in_space or study.get_trials(deepcopy=False):
+        return False
+    study.enqueue_trial(arch.to_dict())
+    return True
+
+
 def measure_reference(study: optuna.Study, ctx: Context) -> dict[str, Any]:
     """Measure and proxy-distil the hand-crafted student under the trials' own settings.
 

@@ -73,6 +73,9 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
         "intermediate_size": 128,
     }
     assert 0 <= ref["proxy_loss"] < 1.0 and ref["latency_ms"] > 0
+    # It is in the space, so the search starts from it: trial 0 is the reference.
+    first = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}").trials[0]
+    assert first.params == ref["arch"]
     for pick in rec["picks"]:
         assert pick["trial"] is not None and pick["reason"] is None
         assert set(pick["arch"]) == {"num_layers", "hidden_size", "num_heads", "intermediate_size"}

@@ -68,9 +68,9 @@ def test_arch_is_hashable_and_frozen() -> None:
 @pytest.mark.parametrize(
     ("space", "params"),
     [
-        (SpaceSpec(), _params(3, 256, 4, 1024)),
-        (SpaceSpec(), _params(1, 128, 2, 256)),
-        (SpaceSpec(), _params(6, 384, 8, 1536)),
+        (SpaceSpec(), _params(3, 288, 6, 1024)),
+        (SpaceSpec(), _params(1, 96, 3, 256)),
+        (SpaceSpec(), _params(6, 384, 12, 1536)),
         (SMALL, _params(4, 32, 2, 128)),
     ],
 )
@@ -81,18 +81,18 @@ def test_suggest_replays_a_fixed_trial(space: SpaceSpec, params: dict[str, int])
 
 def test_suggest_fixed_trial_categorical_outside_the_space_fails() -> None:
     with pytest.raises(ValueError):
-        suggest(optuna.trial.FixedTrial(_params(2, 100, 2, 256)), SpaceSpec())
+        suggest(optuna.trial.FixedTrial(_params(2, 100, 3, 256)), SpaceSpec())
     with pytest.raises(ValueError):
-        suggest(optuna.trial.FixedTrial(_params(2, 128, 3, 256)), SpaceSpec())
+        suggest(optuna.trial.FixedTrial(_params(2, 96, 4, 256)), SpaceSpec())
     with pytest.raises(ValueError):
-        suggest(optuna.trial.FixedTrial(_params(2, 128, 2, 300)), SpaceSpec())
+        suggest(optuna.trial.FixedTrial(_params(2, 96, 3, 300)), SpaceSpec())
 
 
 def test_suggest_fixed_trial_layers_outside_the_range_only_warn() -> None:
     # Optuna's FixedTrial warns (and returns the value) for an int out of range,
     # so suggest() does not catch a replayed num_layers outside the space.
     with pytest.warns(UserWarning, match="out of the range"):
-        arch = suggest(optuna.trial.FixedTrial(_params(9, 128, 2, 256)), SpaceSpec())
+        arch = suggest(optuna.trial.FixedTrial(_params(9, 96, 3, 256)), SpaceSpec())
     assert arch.num_layers == 9
 
 
