@@ -41,10 +41,10 @@ import sys
 import time
 from pathlib import Path
 
-from paretokd import config, distill, student
+from paretokd import config, student
 from paretokd import teacher as teacher_mod
-from paretokd.pipeline import measure_target
 from paretokd.config import SpaceSpec, StudySpec, TeacherSpec
+from paretokd.pipeline import measure_target
 from paretokd.space import Arch
 
 
@@ -92,39 +92,21 @@ def orders(n: int, rounds: int, seed: int) -> list[list[int]]:
 
 def distill_seconds(archs: list[Arch], spec: StudySpec, teacher: teacher_mod.Teacher) -> dict:
     """Seconds of a trial's proxy distillation and evaluation, per architecture."""
+    import tempfile
+
     import torch
 
-    from paretokd import data
+    from paretokd import data, search
 
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
-    tok, d = teacher.tokenizer, spec.data
-    train = distill.TeacherTargets(
-        teacher.model,
-        distill.make_batches(splits.proxy_train, tok, spec.distill.batch_size, d.max_length),
-        keep=True,
-    )
-    held_out = distill.TeacherTargets(
-        teacher.model,
-        distill.make_batches(splits.proxy_eval, tok, spec.distill.batch_size, d.max_length),
-        keep=True,
-    )
-    train.precompute()
-    held_out.precompute()
     torch.set_num_threads(os.cpu_count() or 1)  # as search.run trains
     out = {}
-    for arch in archs:
-        model = student.build(arch, teacher.model, spec.distill.teacher_init)
-        result, proj = distill.train(
-            model,
-            train,
-            steps=spec.distill.proxy_steps,
-            learning_rate=spec.distill.learning_rate,
-            weight_decay=spec.distill.weight_decay,
-            seed=spec.seed,
-        )
-        t0 = time.perf_counter()
-        distill.evaluate(model, proj, held_out)
-        out[arch.id] = result.seconds + time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = search.prepare(spec, teacher, splits, Path(tmp))
+        for arch in archs:
+            t0 = time.perf_counter()
+            search.proxy_distill(search.build_student(arch, ctx), ctx)
+            out[arch.id] = time.perf_counter() - t0
     return out
 
 
