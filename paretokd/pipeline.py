@@ -229,12 +229,7 @@ def run(
     )
     teacher_ref = report.teacher_reference(teacher_info)
     final_dicts = {b: f.to_dict() for b, f in finals.items()}
-    references = [
-        teacher_ref,
-        report.ReferencePoint(
-            reference["name"], reference["latency_ms"], reference["proxy_loss"], reference["params"]
-        ),
-    ]
+    references = [teacher_ref, report.reference_point(reference)]
     figures = report.figures(points, picks, references)
     summary = report.run_summary(teacher_info, setup, result.complete, search.redact(where.storage))
     report_path = report.write_report(

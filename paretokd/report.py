@@ -796,20 +796,23 @@ def load_run(out_dir: str | Path, storage: str | None = None) -> Run:
     )
 
 
+def reference_point(ref: dict[str, Any]) -> ReferencePoint:
+    """The hand-crafted reference student (``search.measure_reference``) as a point."""
+    loss = ref.get("proxy_loss")
+    return ReferencePoint(
+        str(ref.get("name", "reference")),
+        float(ref["latency_ms"]),
+        float(loss) if loss is not None else None,
+        int(ref.get("params") or 0),
+    )
+
+
 def _stored_references(rec: dict[str, Any]) -> list[ReferencePoint]:
     """The hand-crafted reference student of ``recommendations.json``, when it has one."""
     ref = rec.get("reference")
     if not isinstance(ref, dict) or ref.get("latency_ms") is None:
         return []
-    loss = ref.get("proxy_loss")
-    return [
-        ReferencePoint(
-            str(ref.get("name", "reference")),
-            float(ref["latency_ms"]),
-            float(loss) if loss is not None else None,
-            int(ref.get("params") or 0),
-        )
-    ]
+    return [reference_point(ref)]
 
 
 # --- computing -------------------------------------------------------------------------

@@ -210,6 +210,8 @@ class Context:
     """The teacher's residual dimensions, most energetic first (see ``student.build``)."""
     out_dir: Path | None = None
     """The run's folder: trials attach their ``latency.json`` to its artifact store."""
+    fingerprint: dict[str, Any] | None = None
+    """This machine and latency setup (``latency.fingerprint``), stored in each trial's file."""
 
 
 def build_student(arch: space.Arch, ctx: Context) -> PreTrainedModel:
@@ -293,6 +295,7 @@ def prepare(
         workdir=workdir,
         residual_order=distill.residual_order(targets[0]),
         out_dir=out_dir,
+        fingerprint=latency.fingerprint(spec.latency).to_dict(),
     )
 
 
@@ -345,7 +348,7 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         timings["latency_s"] = time.perf_counter() - t0
         if ctx.out_dir is not None:  # shown with the trial in optuna-dashboard
             record = {"arch": arch.to_dict(), **stats.to_dict()}
-            record["fingerprint"] = latency.fingerprint(spec.latency).to_dict()
+            record["fingerprint"] = ctx.fingerprint
             dashboard.attach_to_trial(trial, "latency.json", record, ctx.out_dir)
     trial.set_user_attr("params", params)
     trial.set_user_attr("latency", stats.to_dict())
