@@ -44,6 +44,7 @@ from pathlib import Path
 from paretokd import config, student
 from paretokd import teacher as teacher_mod
 from paretokd.config import SpaceSpec, StudySpec, TeacherSpec
+from paretokd.metrics import kendall_tau
 from paretokd.pipeline import measure_target
 from paretokd.space import Arch
 
@@ -64,14 +65,6 @@ def spread(space: SpaceSpec, n: int) -> list[Arch]:
     grid.sort(key=lambda a: (flops(a), a.id))
     picks = [grid[round(i * (len(grid) - 1) / (n - 1))] for i in range(n)] if n > 1 else grid[:1]
     return list(dict.fromkeys(picks))
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-a between two lists of measurements of the same items."""
-    pairs = list(itertools.combinations(range(len(a)), 2))
-    score = sum((a[i] - a[j]) * (b[i] - b[j]) > 0 for i, j in pairs)
-    score -= sum((a[i] - a[j]) * (b[i] - b[j]) < 0 for i, j in pairs)
-    return score / len(pairs)
 
 
 def cv(values: list[float]) -> float:

@@ -101,6 +101,10 @@ def main() -> None:
 @click.option("--out", help="Output folder (default runs/<study>).")
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler.")
 @click.option("--seed", type=int, help="Random seed.")
+@click.option("--data-root", help="Folder that relative data paths in the spec are read from.")
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), help="Where latency is measured (spec's)."
+)
 @click.option("--workers", type=int, default=1, show_default=True, help="Local search processes.")
 @click.option("--no-final", is_flag=True, help="Stop after the search and recommendation.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -116,19 +120,27 @@ def run(
     out: str | None,
     sampler: str | None,
     seed: int | None,
+    data_root: str | None,
+    device: str | None,
     workers: int,
     no_final: bool,
     quiet: bool,
 ) -> None:
     """Search student architectures, recommend one per budget, distil and export them."""
     start = time.perf_counter()
+    _use_data_root(data_root)
     spec = config.override(
         config.load(study_file),
         budgets=_parse_budgets(budgets),
         trials=trials,
         seed=seed,
         name=study_name,
-        **{"teacher.name": teacher, "data.source": data, "search.sampler": sampler},
+        **{
+            "teacher.name": teacher,
+            "data.source": data,
+            "search.sampler": sampler,
+            "latency.device": device,
+        },
     )
     _setup_logging(verbose=False)
     from paretokd import pipeline
@@ -152,7 +164,9 @@ def run(
         f"reference {ref['name']} ({ref['arch_id']}): {ref['params'] / 1e6:.1f}M params, "
         f"p50 {ref['latency_ms']:.2f} ms, proxy loss {ref['proxy_loss']:.4f}"
     )
-    _print_picks(result.picks, result.finals, result.teacher["latency_ms"])
+    _print_picks(result.picks, result.finals, result.teacher["latency_ms"], result.objective)
+    if result.evaluation is not None:
+        _print_evaluation(result.evaluation)
     click.echo(
         f"\n{result.search.complete} trials in the study ({result.search.ran} new); "
         f"total time {time.perf_counter() - start:.0f} s"
@@ -184,22 +198,24 @@ def recommend(
     from paretokd import pipeline, search
 
     url = storage or search.default_storage(Path(out or "."))
-    picks = pipeline.repick(url, study_name, config.parse_budgets(budgets))
+    picks, objective = pipeline.repick(url, study_name, config.parse_budgets(budgets))
     if as_json:
         import dataclasses
         import json
 
         click.echo(json.dumps([dataclasses.asdict(p) for p in picks], indent=2))
     else:
-        _print_picks(picks, {}, None)
+        _print_picks(picks, {}, None, objective)
 
 
-def _print_picks(picks: list[Any], finals: dict[float, Any], teacher_ms: float | None) -> None:
+def _print_picks(
+    picks: list[Any], finals: dict[float, Any], teacher_ms: float | None, objective: str
+) -> None:
     from paretokd.space import Arch
 
     header = (
         f"{'budget':>8}  {'trial':>5}  {'architecture':<20} {'params':>7}  "
-        f"{'proxy loss':>10}  {'p50':>8}"
+        f"{'proxy ' + objective:>10}  {'p50':>8}"
     )
     if finals:
         header += f"  {'final loss':>10}  {'final p50':>9}  {'speed-up':>8}"
@@ -217,6 +233,37 @@ def _print_picks(picks: list[Any], finals: dict[float, Any], teacher_ms: float |
             speed = f"{teacher_ms / done.latency.p50_ms:>7.1f}x" if teacher_ms else ""
             line += f"  {done.loss:>10.4f}  {done.latency.p50_ms:>6.2f} ms  {speed}"
         click.echo(line)
+
+
+def _print_evaluation(evaluation: dict[str, Any]) -> None:
+    metric = evaluation["metric"]
+    click.echo(
+        f"\nevaluation: {metric} on {evaluation['examples']} examples of {evaluation['set']}"
+    )
+    click.echo(
+        f"{'model':>10}  {metric:>10}  {'of teacher':>10}  {'final p50':>9}  {'speed-up':>8}"
+    )
+    rows = [("teacher", evaluation["teacher"])]
+    if evaluation["reference"] is not None:
+        rows.append(("reference", evaluation["reference"]))
+    rows += list(evaluation["picks"].items())
+    for name, entry in rows:
+        speed = f"{entry['speedup']:>7.1f}x" if entry.get("speedup") else f"{'1.0x':>8}"
+        click.echo(
+            f"{name:>10}  {entry['value']:>10.4f}  {entry['percent_of_teacher']:>9.1f}%  "
+            f"{entry['latency_ms']:>6.2f} ms  {speed}"
+        )
+
+
+def _use_data_root(data_root: str | None) -> None:
+    """Relative data paths are looked up under ``data_root`` (workers inherit it)."""
+    if data_root is None:
+        return
+    if not Path(data_root).expanduser().is_dir():
+        raise ParetokdError(f"--data-root {data_root!r} is not a folder")
+    from paretokd.data import DATA_ROOT_ENV
+
+    os.environ[DATA_ROOT_ENV] = str(Path(data_root).expanduser().resolve())
 
 
 @main.command("latency")
@@ -303,6 +350,7 @@ def dashboard_command(
     "--factor", type=int, default=4, show_default=True, help="Long run = factor x proxy steps."
 )
 @click.option("--seed", type=int, help="Random seed (default: the spec's).")
+@click.option("--data-root", help="Folder that relative data paths in the spec are read from.")
 @_user_errors
 def validate_proxy(
     study_file: str | None,
@@ -311,6 +359,7 @@ def validate_proxy(
     archs: int,
     factor: int,
     seed: int | None,
+    data_root: str | None,
 ) -> None:
     """Check that the proxy distillation ranks students as a longer one does; print JSON.
 
@@ -320,6 +369,7 @@ def validate_proxy(
     """
     import json
 
+    _use_data_root(data_root)
     spec = config.override(
         config.load(study_file),
         seed=seed,
@@ -330,7 +380,7 @@ def validate_proxy(
     from paretokd import proxy, space
     from paretokd import teacher as teacher_mod
 
-    loaded = teacher_mod.load(spec.teacher)
+    loaded = teacher_mod.load(spec.teacher, spec.task)
     space.check_against_teacher(spec.space, loaded.dims)
     splits = data_mod.load_splits(spec.data, spec.seed, config.cache_dir())
     log = logging.getLogger("paretokd.proxy")

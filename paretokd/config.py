@@ -83,20 +83,87 @@ class TeacherSpec:
     trust_remote_code: bool = False
 
 
+Metric = Literal["accuracy", "f1", "matthews", "spearman", "pearson"]
+"""Task metrics; every one of them is better when higher."""
+
+
 @dataclass(frozen=True)
-class DataSpec:
-    """Where the text comes from and how it is split."""
+class TableSpec:
+    """Where a table of texts (and labels) comes from: a file or a ``datasets`` name."""
+
+    source: str | None = None
+    """A local file (txt, csv, tsv, json(l), parquet) or a datasets name. A relative
+    path that does not exist here is looked up under ``$PARETOKD_DATA_ROOT``
+    (``--data-root``), so specs can name shared data sets portably."""
+    dataset_config: str | None = None
+    split: str = "train"
+    text_columns: tuple[str, ...] | None = None
+    """One column (single texts) or two (sentence pairs); ``None`` takes the first text column."""
+    label_column: str | None = None
+    """The gold labels: needed for task metrics, never used to train (students learn
+    from the teacher)."""
+    column_names: tuple[str, ...] | None = None
+    """Names for the columns of a CSV/TSV file without a header row, in order; extra
+    columns on a line are ignored."""
+    delimiter: str | None = None
+    """The field separator of a CSV/TSV file; ``null``: a tab for ``.tsv``, else a comma.
+    Tab-separated fields are read without quoting (real TSVs hold stray quotes)."""
+
+
+@dataclass(frozen=True)
+class DataSpec(TableSpec):
+    """The training texts and how they are split."""
 
     source: str = BUILTIN_CORPUS
     """``stdlib-docstrings``, a local file (txt, csv, tsv, json(l), parquet) or a datasets name."""
-    dataset_config: str | None = None
-    split: str = "train"
-    text_column: str | None = None
-    """The column holding the text; ``None`` takes the first text column."""
     proxy_train: int = 512
     proxy_eval: int = 128
     max_length: int = 64
-    """Tokens per sentence during distillation (latency uses ``latency.seq_len``)."""
+    """Tokens per text during distillation (latency uses ``latency.seq_len``)."""
+
+
+@dataclass(frozen=True)
+class EvaluationSpec(TableSpec):
+    """The set every final student, the teacher and the reference are scored on.
+
+    With ``task.kind: agnostic`` it is a sentence-pair similarity set (two text
+    columns and a score): the Spearman correlation of the cosine similarity of
+    mean-pooled embeddings with the gold scores. With a task, the task's metric
+    on the teacher's head.
+    """
+
+    split: str = "validation"
+    metric: Metric | None = None
+    """``null``: accuracy for classification, Spearman for regression and similarity."""
+    max_examples: int | None = None
+    """Score on the first this many examples only (``null``: all)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What students learn: the teacher's representations, or its task head."""
+
+    kind: Literal["agnostic", "classification", "regression"] = "agnostic"
+    """``agnostic``: multi-layer hidden-state distillation of an encoder. ``classification``
+    or ``regression``: the teacher has a sequence-classification head, the student gets
+    the same head and learns the teacher's logits."""
+    temperature: float = 2.0
+    """Softens both distributions in the classification loss (KL x temperature^2)."""
+    hidden_weight: float = 0.0
+    """Weight of the hidden-state term added to the logit loss in task modes."""
+    objective: Literal["loss", "metric"] = "loss"
+    """Objective 1 of the search: the held-out distillation loss (minimised), or the
+    task metric on the held-out proxy texts' gold labels (maximised; needs
+    ``data.label_column``)."""
+    metric: Metric | None = None
+    """The task metric; ``null``: accuracy for classification, Spearman for regression."""
+
+    @property
+    def resolved_metric(self) -> Metric:
+        """The metric in force (the explicit one, else the kind's default)."""
+        if self.metric is not None:
+            return self.metric
+        return "accuracy" if self.kind == "classification" else "spearman"
 
 
 @dataclass(frozen=True)
@@ -184,6 +251,8 @@ class StudySpec:
     distill: DistillSpec = field(default_factory=DistillSpec)
     latency: LatencySpec = field(default_factory=LatencySpec)
     search: SearchSpec = field(default_factory=SearchSpec)
+    task: TaskSpec = field(default_factory=TaskSpec)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the spec (budgets as strings, as a user writes them)."""
@@ -194,12 +263,12 @@ class StudySpec:
     def identity(self) -> dict[str, Any]:
         """The part of the spec that decides what a trial measures.
 
-        Budgets, the trial count, the sampler and the final-training length may
-        change between runs of one study; everything else may not, because it
+        Budgets, the trial count, the sampler, the final-training length and the
+        evaluation set may change between runs of one study; everything else may not, because it
         would put incomparable trials on one front.
         """
         out = self.to_dict()
-        for key in ("name", "budgets", "trials", "search"):
+        for key in ("name", "budgets", "trials", "search", "evaluation"):
             out.pop(key)
         out["distill"].pop("final_steps")
         return out
@@ -246,6 +315,11 @@ def _build(cls: type[_T], raw: Any, where: str) -> _T:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
+    args = get_args(hint)
+    if type(None) in args:  # an optional field: None, or a value of the other type
+        if value is None:
+            return None
+        (hint,) = (a for a in args if a is not type(None))
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key)  # type: ignore[arg-type]
@@ -260,11 +334,6 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ParetokdError(f"{key}: expected a non-empty list, got {value!r}")
         item_type = get_args(hint)[0]
         return tuple(_coerce(item_type, v, key) for v in value)
-    args = get_args(hint)
-    if type(None) in args:
-        if value is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
     if hint is bool:
         if not isinstance(value, bool):
             raise ParetokdError(f"{key}: expected true or false, got {value!r}")
@@ -347,7 +416,59 @@ def validate(spec: StudySpec) -> StudySpec:
             "space: every hidden_size must be divisible by every num_heads "
             f"(not so for {pairs}); e.g. use multiples of 64 with heads 2, 4 or 8"
         )
+    _validate_task(spec)
     return spec
+
+
+_CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews")
+_REGRESSION_METRICS = ("spearman", "pearson")
+
+
+def _validate_task(spec: StudySpec) -> None:
+    task, data, evaluation = spec.task, spec.data, spec.evaluation
+    for key, columns in (
+        ("data.text_columns", data.text_columns),
+        ("evaluation.text_columns", evaluation.text_columns),
+    ):
+        if columns is not None and len(columns) not in (1, 2):
+            raise ParetokdError(f"{key} must name one column (texts) or two (sentence pairs)")
+    if not (math.isfinite(task.temperature) and task.temperature > 0):
+        raise ParetokdError("task.temperature must be a number above zero")
+    if not (math.isfinite(task.hidden_weight) and task.hidden_weight >= 0):
+        raise ParetokdError("task.hidden_weight must be a number of at least 0")
+    if evaluation.max_examples is not None and evaluation.max_examples < 1:
+        raise ParetokdError("evaluation.max_examples must be at least 1")
+    if task.kind == "agnostic":
+        if task.objective == "metric" or task.metric is not None:
+            raise ParetokdError(
+                "task.objective: metric and task.metric need a task head (task.kind "
+                "classification or regression); task-agnostic studies minimise the loss"
+            )
+        if evaluation.source is not None:
+            if evaluation.text_columns is None or len(evaluation.text_columns) != 2:
+                raise ParetokdError(
+                    "evaluation: a task-agnostic study is scored on sentence-pair similarity; "
+                    "name the two sentence columns in evaluation.text_columns"
+                )
+            if evaluation.metric not in (None, *_REGRESSION_METRICS):
+                raise ParetokdError(
+                    f"evaluation.metric {evaluation.metric!r}: similarity is scored with "
+                    "spearman or pearson"
+                )
+    else:
+        allowed = _CLASSIFICATION_METRICS if task.kind == "classification" else _REGRESSION_METRICS
+        for key, metric in (("task.metric", task.metric), ("evaluation.metric", evaluation.metric)):
+            if metric is not None and metric not in allowed:
+                raise ParetokdError(
+                    f"{key} {metric!r} does not score {task.kind}; use one of {', '.join(allowed)}"
+                )
+        if task.objective == "metric" and data.label_column is None:
+            raise ParetokdError(
+                "task.objective: metric scores the proxy texts against gold labels; "
+                "name them in data.label_column"
+            )
+    if evaluation.source is not None and evaluation.label_column is None:
+        raise ParetokdError("evaluation.label_column: name the column of gold labels or scores")
 
 
 def load(path: str | Path | None) -> StudySpec:

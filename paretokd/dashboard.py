@@ -3,8 +3,9 @@
 :func:`publish` runs at the end of ``paretokd run``. It uploads each pick's
 ``model.onnx`` and ``latency.json`` and the report to Optuna's artifact store
 (``<out>/artifacts``), then, when optuna-dashboard is installed, writes the
-recommendations as the study's markdown note and saves the report's plotly
-figures on the study page. :func:`serve` backs ``paretokd dashboard``.
+recommendations (and the evaluation scores, when the run has them) as the
+study's markdown note and saves the report's plotly figures on the study page.
+:func:`serve` backs ``paretokd dashboard``.
 
 Optuna refuses artifacts on finished trials (``UpdateFinishedTrialError``), and
 the picks are only known once the search is over, so pick files are study
@@ -82,6 +83,7 @@ def publish(
     report_path: Path | None,
     teacher: report.ReferencePoint | None,
     summary: dict[str, str] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> Published:
     """Upload the run's files as artifacts and put the recommendations on the study page.
 
@@ -99,6 +101,8 @@ def publish(
         report_path: ``report.html``, uploaded as a study artifact.
         teacher: Gives the speed-ups in the note.
         summary: Rows listed at the top of the note (:func:`paretokd.report.run_summary`).
+        evaluation: The scores on the evaluation set (``recommendations.json``'s
+            ``evaluation``), added to the note as a second table.
 
     Returns:
         What was uploaded and saved.
@@ -141,8 +145,16 @@ def publish(
     except ImportError:
         log.info("%s (the study note and figures are skipped)", INSTALL_HINT)
         return published
+    objective, _ = report.objective_of(study)
     note = report.markdown_note(
-        f"Recommendations of {study.study_name}", picks, finals, teacher, links, summary
+        f"Recommendations of {study.study_name}",
+        picks,
+        finals,
+        teacher,
+        links,
+        summary,
+        objective=objective,
+        evaluation=evaluation,
     )
     note += (
         "\nThe files, and `report.html`, are under *Study Artifacts* on the study's page, "

@@ -1,9 +1,12 @@
-"""Task-agnostic distillation: multi-layer hidden-state losses and a short training loop.
+"""Distillation: the losses (pure functions) and a short training loop.
 
-The loss follows the multilingual KD-NAS recipe: each student layer imitates a
-teacher layer (``student.layer_map``) through a learned linear projection when
-widths differ. The projections help training only; they are not part of the
-exported student.
+Task-agnostic (``task.kind: agnostic``), the loss follows the multilingual
+KD-NAS recipe: each student layer imitates a teacher layer
+(``student.layer_map``) through a learned linear projection when widths
+differ. The projections help training only; they are not part of the exported
+student. With a task head (the first KD-NAS paper's setting), the student
+learns the teacher's logits: temperature-scaled KL for classification, MSE for
+regression, optionally plus the hidden-state term.
 """
 
 from __future__ import annotations
@@ -16,35 +19,53 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from paretokd.config import TaskSpec
+from paretokd.data import Text
 from paretokd.student import layer_map
 
 Batch = dict[str, Tensor]
 
 
+def tokenize(
+    texts: Sequence[Text], tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> dict[str, list[list[int]]]:
+    """Tokenise single texts, or sentence pairs as the model's family joins them."""
+    if texts and isinstance(texts[0], tuple):
+        firsts = [t[0] for t in texts]
+        seconds = [t[1] for t in texts]
+        return dict(tokenizer(firsts, seconds, truncation=True, max_length=max_length))
+    return dict(tokenizer(list(texts), truncation=True, max_length=max_length))
+
+
 def make_batches(
-    texts: Sequence[str],
+    texts: Sequence[Text],
     tokenizer: PreTrainedTokenizerBase,
     batch_size: int,
     max_length: int,
-) -> list[Batch]:
+) -> tuple[list[Batch], list[int]]:
     """Tokenise ``texts`` into fixed batches of similar length, each padded to its longest text.
 
     Texts are grouped by token count before batching (training visits the
     batches in a random order), which halves the padding of random batches.
     Fixed batches let the teacher's outputs be computed once and reused.
+
+    Returns:
+        The batches, and the index in ``texts`` of each row, in batch order
+        (to line up gold labels with predictions).
     """
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    encoded = tokenize(texts, tokenizer, max_length)
     ids = encoded["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # stable: deterministic
     batches = []
     for start in range(0, len(order), batch_size):
         rows = [{k: encoded[k][i] for k in encoded} for i in order[start : start + batch_size]]
         batches.append(dict(tokenizer.pad(rows, return_tensors="pt")))
-    return batches
+    return batches, order
 
 
 def _squared_sums(student: Tensor, teacher: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,7 +85,48 @@ def normalised_mse(student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
 
 
 UNTRAINED_LOSS = 1.0
-"""The normalised loss of a student that explains nothing (see :func:`normalised_mse`)."""
+"""The normalised loss of a student that explains nothing (see :func:`normalised_mse`
+and :func:`logit_loss_sums`)."""
+
+
+def logit_loss(student: Tensor, teacher: Tensor, kind: str, temperature: float) -> Tensor:
+    """The training loss on logits: KL(teacher || student) at ``temperature``, or MSE.
+
+    The KL is scaled by ``temperature ** 2`` so its gradients keep their size
+    whatever the temperature (Hinton et al.'s convention).
+    """
+    teacher = teacher.to(student.dtype)
+    if kind == "regression":
+        return F.mse_loss(student, teacher)
+    t = temperature
+    kl = F.kl_div(
+        F.log_softmax(student / t, dim=-1),
+        F.log_softmax(teacher / t, dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    return kl * t * t
+
+
+def logit_loss_sums(
+    student: Tensor, teacher: Tensor, kind: str, baseline: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The held-out logit loss, summed, and what a student that knows nothing would score.
+
+    Classification: KL(teacher || student) at temperature 1 (the distribution
+    users see) against KL(teacher || uniform). Regression: squared error against
+    the squared error of predicting ``baseline`` (the teacher's mean output).
+    Their ratio is 1.0 for an uninformed student and 0.0 for a perfect copy, like
+    :func:`normalised_mse`.
+    """
+    teacher = teacher.to(student.dtype)
+    if kind == "regression":
+        return ((student - teacher) ** 2).sum(), ((teacher - baseline) ** 2).sum()
+    log_t = F.log_softmax(teacher, dim=-1)
+    p_t = log_t.exp()
+    kl = (p_t * (log_t - F.log_softmax(student, dim=-1))).sum()
+    uniform = (p_t * (log_t + math.log(teacher.shape[-1]))).sum()
+    return kl, uniform
 
 
 class Projections(nn.Module):
@@ -114,7 +176,7 @@ def residual_order(targets: TeacherTargets) -> list[int]:
     energy: Tensor | None = None
     for index in range(len(targets)):
         mask = targets.batches[index]["attention_mask"].unsqueeze(-1)
-        for h in targets[index]:
+        for h in targets[index].states:
             e = (h.float() ** 2 * mask).sum(dim=(0, 1))
             energy = e if energy is None else energy + e
     assert energy is not None, "no batches"
@@ -146,8 +208,18 @@ def layer_losses(
     )
 
 
+@dataclass(frozen=True)
+class Target:
+    """The teacher's outputs on one batch."""
+
+    states: list[Tensor]
+    """Every layer's hidden states (embeddings excluded), fp16."""
+    logits: Tensor | None
+    """The head's outputs (fp32), for a teacher with a task head."""
+
+
 class TeacherTargets:
-    """The teacher's hidden states per batch, computed on first use and optionally kept.
+    """The teacher's outputs per batch, computed on first use and optionally kept.
 
     Kept for the proxy splits (every trial reuses them); recomputed for the full
     training split, whose states would not fit in memory.
@@ -157,46 +229,57 @@ class TeacherTargets:
         self.teacher = teacher
         self.batches = batches
         self.keep = keep
-        self._cache: dict[int, list[Tensor]] = {}
+        self._cache: dict[int, Target] = {}
 
     @torch.no_grad()
-    def __getitem__(self, index: int) -> list[Tensor]:
+    def __getitem__(self, index: int) -> Target:
         if index in self._cache:
             return self._cache[index]
         out = self.teacher(**self.batches[index], output_hidden_states=True)
         # hidden_states[0] is the embedding output; layers start at 1. fp16
         # halves the memory of the kept states at no cost to the loss.
         states = [h.to(torch.float16) for h in out.hidden_states[1:]]
+        logits = getattr(out, "logits", None)
+        target = Target(states, logits.float() if logits is not None else None)
         if self.keep:
-            self._cache[index] = states
-        return states
+            self._cache[index] = target
+        return target
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def precompute(self, cache: Path | None = None) -> bool:
-        """Compute every batch's states now, so the first trial does not pay for them.
+        """Compute every batch's outputs now, so the first trial does not pay for them.
 
         Args:
-            cache: A file to read the states from if it exists, else to write them
+            cache: A file to read the outputs from if it exists, else to write them
                 to (the caller's name for it must change whenever the teacher,
                 the texts or the batching do).
 
         Returns:
-            True if the states were read from ``cache``.
+            True if the outputs were read from ``cache``.
         """
         if cache is not None and cache.is_file():
             # weights_only: only tensors are read back, nothing is unpickled.
-            states = torch.load(cache, weights_only=True)
-            if len(states) == len(self):
-                self._cache = dict(enumerate(states))
+            stored = torch.load(cache, weights_only=True)
+            if len(stored) == len(self):
+                self._cache = {
+                    i: Target(list(item["states"]), item.get("logits"))
+                    for i, item in enumerate(stored)
+                }
                 return True
         for index in range(len(self)):
             self[index]
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             partial = cache.with_name(cache.name + f".{os.getpid()}.partial")
-            torch.save([self._cache[i] for i in range(len(self))], partial)
+            stored = []
+            for i in range(len(self)):
+                item: dict[str, object] = {"states": self._cache[i].states}
+                if self._cache[i].logits is not None:
+                    item["logits"] = self._cache[i].logits
+                stored.append(item)
+            torch.save(stored, partial)
             os.replace(partial, cache)  # concurrent workers never see half a file
         return False
 
@@ -211,9 +294,27 @@ class DistillResult:
     seconds: float
 
 
-def _student_states(student: PreTrainedModel, batch: Batch) -> list[Tensor]:
+def _forward(student: PreTrainedModel, batch: Batch) -> tuple[list[Tensor], Tensor | None]:
     out = student(**batch, output_hidden_states=True)
-    return list(out.hidden_states[1:])
+    return list(out.hidden_states[1:]), getattr(out, "logits", None)
+
+
+def batch_loss(
+    student_out: tuple[list[Tensor], Tensor | None],
+    target: Target,
+    proj: Projections,
+    mask: Tensor,
+    task: TaskSpec,
+) -> Tensor:
+    """The training loss of one batch under ``task``'s recipe (see the module docstring)."""
+    states, logits = student_out
+    if task.kind == "agnostic":
+        return layer_losses(proj(states), target.states, mask).mean()
+    assert logits is not None and target.logits is not None, "task mode needs heads on both"
+    loss = logit_loss(logits, target.logits, task.kind, task.temperature)
+    if task.hidden_weight > 0:
+        loss = loss + task.hidden_weight * layer_losses(proj(states), target.states, mask).mean()
+    return loss
 
 
 def train(
@@ -224,6 +325,7 @@ def train(
     learning_rate: float,
     weight_decay: float,
     seed: int,
+    task: TaskSpec,
     kept_dims: Sequence[int] | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[DistillResult, Projections]:
@@ -256,10 +358,9 @@ def train(
             order = torch.randperm(len(targets), generator=gen).tolist()
         index = order.pop()
         batch = targets.batches[index]
-        losses = layer_losses(
-            proj(_student_states(student, batch)), targets[index], batch["attention_mask"]
+        loss = batch_loss(
+            _forward(student, batch), targets[index], proj, batch["attention_mask"], task
         )
-        loss = losses.mean()
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -277,20 +378,39 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(student: PreTrainedModel, proj: Projections, targets: TeacherTargets) -> float:
-    """The held-out normalised MSE on the last layer: what the student's users see.
+def evaluate(
+    student: PreTrainedModel, proj: Projections, targets: TeacherTargets, task: TaskSpec
+) -> float:
+    """The held-out normalised loss on what the student's users see (0 = the teacher, 1 = nothing).
 
-    Only the last pair counts, so students of any depth are compared on the
-    same target (the teacher's output), not on different mixes of layers.
-    A diverged student (non-finite loss) scores :data:`UNTRAINED_LOSS`.
+    Task-agnostic, the last layer's normalised MSE: only the last pair counts,
+    so students of any depth are compared on the same target (the teacher's
+    output), not on different mixes of layers. With a head, the logit loss of
+    :func:`logit_loss_sums`. A diverged student (non-finite loss) scores
+    :data:`UNTRAINED_LOSS`.
     """
     student.eval()
+    baseline = torch.zeros(())
+    if task.kind == "regression":
+        outputs = [targets[i].logits for i in range(len(targets))]
+        baseline = torch.cat([o for o in outputs if o is not None]).mean(dim=0)
     err = ref = 0.0
     for index in range(len(targets)):
-        batch = targets.batches[index]
-        last = proj(_student_states(student, batch))[-1]
-        e, r = _squared_sums(last, targets[index][-1], batch["attention_mask"])
+        batch, target = targets.batches[index], targets[index]
+        states, logits = _forward(student, batch)
+        if task.kind == "agnostic":
+            e, r = _squared_sums(proj(states)[-1], target.states[-1], batch["attention_mask"])
+        else:
+            assert logits is not None and target.logits is not None
+            e, r = logit_loss_sums(logits, target.logits, task.kind, baseline)
         err += float(e)
         ref += float(r)
     value = err / max(ref, 1e-12)
     return value if math.isfinite(value) else UNTRAINED_LOSS
+
+
+@torch.no_grad()
+def predict(model: PreTrainedModel, batches: Sequence[Batch]) -> Tensor:
+    """The head's outputs on ``batches``, concatenated in batch order (fp32)."""
+    model.eval()
+    return torch.cat([model(**batch).logits.float() for batch in batches])

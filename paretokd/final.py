@@ -7,11 +7,12 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import FixedTrial
+from transformers import PreTrainedModel
 
 from paretokd import distill, latency, space, student
 from paretokd.config import StudySpec, format_budget
@@ -36,7 +37,7 @@ def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> disti
     could need more than :data:`CACHE_LIMIT_BYTES` (a big teacher or a long
     final training), in which case each pick recomputes them.
     """
-    batches = distill.make_batches(
+    batches, _ = distill.make_batches(
         splits.full_train, teacher.tokenizer, spec.distill.batch_size, spec.data.max_length
     )
     cfg = teacher.config
@@ -52,11 +53,29 @@ def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> disti
 
 
 @dataclass(frozen=True)
+class Job:
+    """One student to distil and ship: a pick, or the hand-crafted reference."""
+
+    folder: str
+    """Its folder under ``students/``: the budget (``10ms``) or ``reference``."""
+    arch: dict[str, int]
+    budget_ms: float | None
+    """The budget it must meet; ``None`` for the reference."""
+    trial: int | None
+
+    @classmethod
+    def for_pick(cls, pick: Pick) -> Job:
+        """The job of a recommended trial."""
+        assert pick.trial is not None and pick.arch is not None
+        return cls(format_budget(pick.budget_ms), dict(pick.arch), pick.budget_ms, pick.trial)
+
+
+@dataclass(frozen=True)
 class FinalResult:
     """A distilled, exported and re-measured student."""
 
-    budget_ms: float
-    trial: int
+    budget_ms: float | None
+    trial: int | None
     loss: float
     """Held-out loss on the proxy eval split, comparable with the search's."""
     latency: latency.LatencyStats
@@ -67,10 +86,11 @@ class FinalResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in the shape ``recommendations.json`` uses."""
+        within = None if self.budget_ms is None else self.latency.p50_ms <= self.budget_ms
         return {
             "loss": self.loss,
             "latency_ms": self.latency.p50_ms,
-            "within_budget": self.latency.p50_ms <= self.budget_ms,
+            "within_budget": within,
             "latency": self.latency.to_dict(),
             "parity_max_abs_diff": self.parity_max_abs_diff,
             "steps": self.steps,
@@ -100,7 +120,7 @@ def _done(marker: Path, key: dict[str, Any]) -> FinalResult | None:
 
 
 def distill_and_export(
-    pick: Pick,
+    job: Job,
     spec: StudySpec,
     teacher: Teacher,
     full_train: distill.TeacherTargets,
@@ -108,28 +128,31 @@ def distill_and_export(
     residual_order: list[int],
     out_dir: Path,
     progress: Callable[[int, float], None] | None = None,
-) -> FinalResult:
-    """Distil ``pick`` for ``spec.distill.final_steps`` steps on the full split and export it.
+) -> tuple[FinalResult, PreTrainedModel]:
+    """Distil ``job`` for ``spec.distill.final_steps`` steps on the full split and export it.
 
-    Writes ``out_dir/students/<budget>/`` with the HF model and tokenizer,
+    Writes ``out_dir/students/<folder>/`` with the HF model and tokenizer,
     ``model.onnx``, ``latency.json`` and ``final.json``. The folder is built
     under a temporary name and renamed when complete, so a crash never leaves a
     half-written student where a finished one is expected; a rerun with the
-    same pick and settings reuses a finished folder.
+    same architecture and settings reuses a finished folder.
+
+    Returns:
+        The result and the trained student (read back from its folder when reused).
 
     Raises:
         RuntimeError: If the ONNX export disagrees with PyTorch (a bug, not user input).
     """
-    assert pick.trial is not None and pick.arch is not None
-    target = out_dir / "students" / format_budget(pick.budget_ms)
-    key = {"trial": pick.trial, "spec_hash": spec.hash, "final_steps": spec.distill.final_steps}
+    target = out_dir / "students" / job.folder
+    # Replay the trial's parameters through the same space, as Optuna's FixedTrial intends.
+    arch = space.suggest(FixedTrial(dict(job.arch)), spec.space)
+    key = {"arch_id": arch.id, "spec_hash": spec.hash, "final_steps": spec.distill.final_steps}
     finished = _done(target / "final.json", key)
     if finished is not None:
-        log.info("%s: reusing the finished student in %s", format_budget(pick.budget_ms), target)
-        return finished
+        log.info("%s: reusing the finished student in %s", job.folder, target)
+        reused = type(teacher.model).from_pretrained(target, use_safetensors=True)
+        return replace(finished, budget_ms=job.budget_ms, trial=job.trial), reused.eval()
 
-    # Replay the trial's parameters through the same space, as Optuna's FixedTrial intends.
-    arch = space.suggest(FixedTrial(dict(pick.arch)), spec.space)
     model = student.build(arch, teacher.model, spec.distill.teacher_init, residual_order)
     result, proj = distill.train(
         model,
@@ -138,10 +161,11 @@ def distill_and_export(
         learning_rate=spec.distill.learning_rate,
         weight_decay=spec.distill.weight_decay,
         seed=spec.seed,
+        task=spec.task,
         kept_dims=student.kept_dims(residual_order, arch.hidden_size),
         progress=progress,
     )
-    loss = distill.evaluate(model, proj, proxy_eval)
+    loss = distill.evaluate(model, proj, proxy_eval, spec.task)
 
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -161,8 +185,8 @@ def distill_and_export(
         json.dumps({**stats.to_dict(), "fingerprint": fp.to_dict()}, indent=2) + "\n"
     )
     final = FinalResult(
-        budget_ms=pick.budget_ms,
-        trial=pick.trial,
+        budget_ms=job.budget_ms,
+        trial=job.trial,
         loss=loss,
         latency=stats,
         parity_max_abs_diff=diff,
@@ -172,8 +196,8 @@ def distill_and_export(
     )
     record = {
         "key": key,
-        "budget_ms": pick.budget_ms,
-        "trial": pick.trial,
+        "budget_ms": job.budget_ms,
+        "trial": job.trial,
         "arch": arch.to_dict(),
         "loss": loss,
         "latency": stats.to_dict(),
@@ -183,4 +207,4 @@ def distill_and_export(
     (partial / "final.json").write_text(json.dumps(record, indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
-    return final
+    return final, model

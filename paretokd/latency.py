@@ -266,19 +266,20 @@ def fingerprint(spec: LatencySpec) -> Fingerprint:
 # torch is imported where it is used: timing an ONNX file needs only onnxruntime.
 
 
-def _last_hidden_state(model: PreTrainedModel, input_names: list[str]) -> torch.nn.Module:
-    """The encoder with named inputs and one output, whatever the family."""
+def _first_output(model: PreTrainedModel, input_names: list[str]) -> torch.nn.Module:
+    """The model with positional inputs and one output: its first (``last_hidden_state``, or
+    ``logits`` for a model with a task head), whatever the family."""
     import torch
 
-    class LastHiddenState(torch.nn.Module):
+    class FirstOutput(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(input_names, inputs, strict=True))).last_hidden_state
+            return self.model(**dict(zip(input_names, inputs, strict=True)))[0]
 
-    return LastHiddenState()
+    return FirstOutput()
 
 
 @contextlib.contextmanager
@@ -304,7 +305,8 @@ def export_onnx(
     """Export ``model`` to ONNX with dynamic batch and sequence axes.
 
     Args:
-        model: An encoder returning ``last_hidden_state``. Its attention
+        model: An encoder, bare or with a task head. The graph's one output is
+            the model's first: ``last_hidden_state``, or the head's ``logits``. Its attention
             implementation is switched to :data:`EXPORT_ATTENTION` for the export
             and restored afterwards.
         input_names: The tokenizer's ``model_input_names`` (the inputs users will feed).
@@ -316,19 +318,30 @@ def export_onnx(
     import torch
 
     model.eval()
-    example = tuple(torch.ones(1, 8, dtype=torch.long) for _ in input_names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in [*input_names, "last_hidden_state"]}
+    # Token type 1 does not exist in RoBERTa's one-row table: every input other
+    # than the ids and the mask is zeros.
+    example = {
+        name: torch.ones(1, 8, dtype=torch.long)
+        if name in ("input_ids", "attention_mask")
+        else torch.zeros(1, 8, dtype=torch.long)
+        for name in input_names
+    }
+    with torch.no_grad():
+        output, value = next(iter(model(**example).items()))
+    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    # A sequence classifier's logits have no sequence axis.
+    axes[output] = {0: "batch", 1: "sequence"} if value.dim() == 3 else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad(), _attention(model, EXPORT_ATTENTION):
         # The TorchScript exporter takes about 1 s per student where the dynamo
         # exporter takes 5 s or more; over a study that is minutes. Its
         # deprecation warning is expected.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _last_hidden_state(model, input_names),
-            example,
+            _first_output(model, input_names),
+            tuple(example.values()),
             str(path),
             input_names=input_names,
-            output_names=["last_hidden_state"],
+            output_names=[output],
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
@@ -362,13 +375,14 @@ def parity(
 ) -> float:
     """Largest absolute difference between PyTorch's and ONNX Runtime's outputs on ``batch``.
 
-    Padding positions are compared too: both runtimes must agree everywhere.
+    The first output is compared (``last_hidden_state``, or a head's ``logits``),
+    at padding positions too: both runtimes must agree everywhere.
     """
     import torch
 
     model.eval()
     with torch.no_grad():
-        expected = model(**batch).last_hidden_state.numpy()
+        expected = model(**batch)[0].numpy()
     sess = session(path, spec)
     feed = {inp.name: batch[inp.name].numpy() for inp in sess.get_inputs()}
     got = sess.run(None, feed)[0]

@@ -18,7 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paretokd import config, data, files, final, latency, recommend, report, search, space, student
+import optuna
+
+from paretokd import (
+    config,
+    data,
+    files,
+    final,
+    latency,
+    recommend,
+    report,
+    scoring,
+    search,
+    space,
+    student,
+)
 from paretokd import teacher as teacher_mod
 from paretokd.config import StudySpec, format_budget
 from paretokd.errors import ParetokdError
@@ -55,6 +69,10 @@ class RunResult:
     reference: dict[str, Any]
     picks: list[recommend.Pick]
     finals: dict[float, final.FinalResult] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
+    """Scores on the evaluation set (see :func:`evaluate`); ``None`` without one."""
+    objective: str = "loss"
+    """The name of objective 1: ``loss`` or the task metric."""
     report: Path | None = None
     recommendations: Path | None = None
     seconds: float = 0.0
@@ -85,9 +103,12 @@ def recommendations(
     reference: dict[str, Any],
     picks: list[recommend.Pick],
     finals: dict[float, final.FinalResult],
+    evaluation: dict[str, Any] | None = None,
+    spent: search.Spend | None = None,
 ) -> dict[str, Any]:
     """The content of ``recommendations.json``."""
     out_picks = []
+    scores = (evaluation or {}).get("picks", {})
     for p in picks:
         done = finals.get(p.budget_ms)
         out_picks.append(
@@ -102,6 +123,7 @@ def recommendations(
                 "proxy_loss": p.proxy_loss,
                 "latency_ms": p.latency_ms,
                 "final": done.to_dict() if done else None,
+                "score": scores.get(format_budget(p.budget_ms)),
             }
         )
     return {
@@ -110,8 +132,75 @@ def recommendations(
         "latency_setup": latency_setup,
         "teacher": teacher,
         "reference": reference,
+        "evaluation": evaluation,
+        "search": spent.to_dict() if spent else None,
         "picks": out_picks,
     }
+
+
+def _scored(value: scoring.Score, teacher: scoring.Score, latency_ms: float | None) -> dict:
+    return {
+        **value.to_dict(),
+        "percent_of_teacher": 100.0 * value.value / teacher.value if teacher.value else None,
+        "latency_ms": latency_ms,
+    }
+
+
+def evaluate(
+    spec: StudySpec,
+    teacher: teacher_mod.Teacher,
+    teacher_latency_ms: float,
+    evalset: scoring.EvalSet,
+    students: dict[str, tuple[final.FinalResult, Any]],
+) -> dict[str, Any]:
+    """Score the teacher and every final student on the evaluation set.
+
+    Args:
+        students: Folder name (a budget, or ``reference``) → the final result and model.
+
+    Returns:
+        ``recommendations.json``'s ``evaluation`` entry: the set, the metric, the
+        teacher's score, and per student its score, percentage of the
+        teacher's and speed-up at its final latency.
+    """
+    tok = teacher.tokenizer
+    teacher_score = scoring.score(teacher.model, tok, evalset, spec)
+    log.info(
+        "evaluation on %s: teacher %s %.4f",
+        evalset.description,
+        evalset.metric,
+        teacher_score.value,
+    )
+    out: dict[str, Any] = {
+        "set": evalset.description,
+        "metric": evalset.metric,
+        "examples": teacher_score.examples,
+        "teacher": _scored(teacher_score, teacher_score, teacher_latency_ms),
+        "reference": None,
+        "picks": {},
+    }
+    for name, (result, model) in students.items():
+        entry = _scored(scoring.score(model, tok, evalset, spec), teacher_score, None)
+        entry["latency_ms"] = result.latency.p50_ms
+        entry["speedup"] = teacher_latency_ms / result.latency.p50_ms
+        log.info(
+            "evaluation: %s %s %.4f (%.1f%% of the teacher) at %.2f ms (%.1fx)",
+            name,
+            evalset.metric,
+            entry["value"],
+            entry["percent_of_teacher"] or 0.0,
+            entry["latency_ms"],
+            entry["speedup"],
+        )
+        if name == REFERENCE_FOLDER:
+            out["reference"] = entry
+        else:
+            out["picks"][name] = entry
+    return out
+
+
+REFERENCE_FOLDER = "reference"
+"""Where the hand-crafted student's final distillation goes (``students/reference``)."""
 
 
 def run(
@@ -145,9 +234,10 @@ def run(
     fp = latency.fingerprint(spec.latency)
     if workers < 1:
         raise ParetokdError(f"--workers must be at least 1, got {workers}")
-    teacher = teacher_mod.load(spec.teacher)
+    teacher = teacher_mod.load(spec.teacher, spec.task)
     space.check_against_teacher(spec.space, teacher.dims)
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
+    evalset = scoring.load(spec, teacher, config.cache_dir())
     log.info(
         "corpus: %d texts from %s (proxy %d train / %d eval)",
         len(splits.full_train) + len(splits.proxy_eval),
@@ -192,19 +282,21 @@ def run(
         result = search.summary(study, result)
 
     points = recommend.points(study)
-    picks = recommend.pick(points, spec.budgets)
+    picks = recommend.pick(points, spec.budgets, maximise=search.maximise(spec))
     finals: dict[float, final.FinalResult] = {}
-    if do_final and any(p.trial is not None for p in picks):
+    students: dict[str, tuple[final.FinalResult, Any]] = {}
+    jobs = [final.Job.for_pick(p) for p in picks if p.trial is not None]
+    same_as_reference = next((j.folder for j in jobs if j.arch == reference["arch"]), None)
+    if evalset is not None and jobs and same_as_reference is None:
+        # Scored against the picks, the reference gets the same final training.
+        jobs.append(final.Job(REFERENCE_FOLDER, reference["arch"], None, None))
+    if do_final and jobs:
         full_train = final.training_targets(spec, teacher, splits)
-        for p in picks:
-            if p.trial is None:
-                continue
-            label = f"final {format_budget(p.budget_ms)}"
-            log.info(
-                "%s: distilling trial %d for %d steps", label, p.trial, spec.distill.final_steps
-            )
-            finals[p.budget_ms] = final.distill_and_export(
-                p,
+        for job in jobs:
+            label = f"final {job.folder}"
+            log.info("%s: distilling %s for %d steps", label, job.arch, spec.distill.final_steps)
+            students[job.folder] = final.distill_and_export(
+                job,
                 spec,
                 teacher,
                 full_train,
@@ -213,6 +305,13 @@ def run(
                 where.out_dir,
                 progress=progress(label, spec.distill.final_steps) if progress else None,
             )
+            if job.budget_ms is not None:
+                finals[job.budget_ms] = students[job.folder][0]
+    if same_as_reference in students:  # a pick is the reference: trained once, shown twice
+        students[REFERENCE_FOLDER] = students[same_as_reference]
+    evaluation = None
+    if evalset is not None and students:
+        evaluation = evaluate(spec, teacher, teacher_stats.p50_ms, evalset, students)
 
     teacher_info = {
         "name": teacher.name,
@@ -222,16 +321,36 @@ def run(
         "latency": teacher_stats.to_dict(),
     }
     setup = fp.to_dict()
+    spent = search.spend(study)
+    log.info(
+        "search: %d trials, %.1f s; %d over the largest budget took %.1f s (%.1f%%)",
+        spent.trials,
+        spent.seconds,
+        spent.never_pickable,
+        spent.never_pickable_seconds,
+        100 * spent.never_pickable_share,
+    )
     rec_path = files.write_text(
         where.out_dir / "recommendations.json",
-        json.dumps(recommendations(where, setup, teacher_info, reference, picks, finals), indent=2)
+        json.dumps(
+            recommendations(
+                where, setup, teacher_info, reference, picks, finals, evaluation, spent
+            ),
+            indent=2,
+        )
         + "\n",
     )
     teacher_ref = report.teacher_reference(teacher_info)
     final_dicts = {b: f.to_dict() for b, f in finals.items()}
-    references = [teacher_ref, report.reference_point(reference)]
-    figures = report.figures(points, picks, references)
+    objective, maximise = search.objective_name(spec), search.maximise(spec)
+    references = [teacher_ref, report.reference_point(reference, objective)]
+    figures = report.figures(points, picks, references, objective=objective, maximise=maximise)
     summary = report.run_summary(teacher_info, setup, result.complete, search.redact(where.storage))
+    summary["time on never-pickable trials"] = (
+        f"{spent.never_pickable_seconds:.1f} s of {spent.seconds:.1f} s "
+        f"({100 * spent.never_pickable_share:.1f}%, {spent.never_pickable} of {spent.trials} "
+        "trials over the largest budget)"
+    )
     report_path = report.write_report(
         where.out_dir / "report.html",
         title=f"paretokd study {where.study_name}",
@@ -241,6 +360,9 @@ def run(
         summary=summary,
         finals=final_dicts,
         report_figures=figures,
+        objective=objective,
+        maximise=maximise,
+        evaluation=evaluation,
     )
     # Artifacts (picks' files, the report), the study note and the figures for
     # optuna-dashboard (`paretokd dashboard`); without optuna-dashboard, artifacts only.
@@ -255,6 +377,7 @@ def run(
         report_path=report_path,
         teacher=teacher_ref,
         summary=summary,
+        evaluation=evaluation,
     )
     return RunResult(
         where=where,
@@ -264,6 +387,8 @@ def run(
         reference=reference,
         picks=picks,
         finals=finals,
+        evaluation=evaluation,
+        objective=objective,
         report=report_path,
         recommendations=rec_path,
         seconds=time.perf_counter() - start,
@@ -299,7 +424,7 @@ def search_worker(spec: StudySpec, where: Where, worker: int, threads: int) -> N
     root.propagate = False
     quiet_libraries()
     fp = latency.fingerprint(spec.latency)
-    teacher = teacher_mod.load(spec.teacher)
+    teacher = teacher_mod.load(spec.teacher, spec.task)
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
     study = search.open_study(spec, where.storage, where.study_name, fp, worker=worker)
     workdir = _workdir(where)
@@ -312,10 +437,13 @@ def search_worker(spec: StudySpec, where: Where, worker: int, threads: int) -> N
 
 def repick(
     storage: str, study_name: str | None, budgets: tuple[float, ...]
-) -> list[recommend.Pick]:
+) -> tuple[list[recommend.Pick], str]:
     """Recommend for other budgets from a stored study, without training.
 
     ``study_name`` may be omitted when the storage holds exactly one study.
+
+    Returns:
+        The picks, and the name of objective 1 (``loss`` or a task metric).
 
     Raises:
         ParetokdError: If the study cannot be found.
@@ -325,7 +453,9 @@ def repick(
             f"no study database at {storage[len('sqlite:///') :]}; pass --out DIR or --storage URL"
         )
     study = search.load_study(storage, study_name)
-    return recommend.pick(recommend.points(study), budgets)
+    maximise = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    objective = study.metric_names[0] if study.metric_names else "loss"
+    return recommend.pick(recommend.points(study), budgets, maximise=maximise), objective
 
 
 def measure_target(
@@ -368,7 +498,7 @@ def measure_target(
                 "by num_heads"
             )
         if teacher is None:
-            teacher = teacher_mod.load(spec.teacher)
+            teacher = teacher_mod.load(spec.teacher, spec.task)
         model = student.build(arch, teacher.model, spec.distill.teacher_init)
         input_names = teacher.tokenizer.model_input_names
         out.update(kind="architecture", arch=arch.to_dict(), teacher=teacher.name)
@@ -378,7 +508,10 @@ def measure_target(
         model = None
         out.update(kind="onnx")
     elif path.exists() or (target.count("/") == 1 and not target.startswith((".", "/", "~"))):
-        loaded = teacher_mod.load(config.TeacherSpec(target, spec.teacher.trust_remote_code))
+        # With a task spec (--study), the model is timed with its head, as it ships.
+        loaded = teacher_mod.load(
+            config.TeacherSpec(target, spec.teacher.trust_remote_code), spec.task
+        )
         model, input_names = loaded.model, loaded.tokenizer.model_input_names
         out.update(kind="model")
     else:

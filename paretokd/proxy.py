@@ -26,70 +26,13 @@ from paretokd import search, space
 from paretokd.config import SpaceSpec, StudySpec
 from paretokd.data import Splits
 from paretokd.errors import ParetokdError
+from paretokd.metrics import kendall_tau, spearman
 from paretokd.teacher import Teacher
 
 log = logging.getLogger(__name__)
 
 POOL_FACTOR = 2
 """Candidates timed per architecture kept: K are picked from ``POOL_FACTOR × K``."""
-
-
-# --- rank correlations (scipy is not a dependency) ----------------------------------------
-
-
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b between two paired lists (ties in either list accounted for).
-
-    Returns:
-        A value in [-1, 1]; 0.0 when either list is constant (undefined otherwise).
-    """
-    if len(x) != len(y):
-        raise ValueError("kendall_tau needs two lists of one length")
-    concordant = discordant = ties_x = ties_y = 0
-    for i, j in itertools.combinations(range(len(x)), 2):
-        dx, dy = x[i] - x[j], y[i] - y[j]
-        if dx == 0 and dy == 0:
-            continue  # tied in both: counts in neither denominator term
-        if dx == 0:
-            ties_x += 1
-        elif dy == 0:
-            ties_y += 1
-        elif (dx > 0) == (dy > 0):
-            concordant += 1
-        else:
-            discordant += 1
-    denom = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
-    return (concordant - discordant) / denom if denom else 0.0
-
-
-def _ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ties sharing their mean rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for k in range(start, end + 1):
-            ranks[order[k]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rho: the Pearson correlation of the (tie-averaged) ranks.
-
-    Returns:
-        A value in [-1, 1]; 0.0 when either list is constant (undefined otherwise).
-    """
-    if len(x) != len(y):
-        raise ValueError("spearman_rho needs two lists of one length")
-    rx, ry = _ranks(x), _ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
-    return cov / var if var else 0.0
 
 
 # --- sampling architectures over the latency range ----------------------------------------
@@ -233,7 +176,7 @@ def validate(
             )
     return FidelityResult(
         kendall_tau=kendall_tau(proxy, long_),
-        spearman_rho=spearman_rho(proxy, long_),
+        spearman_rho=spearman(proxy, long_),
         archs=rows,
         proxy_steps=proxy_steps,
         long_steps=long_steps,

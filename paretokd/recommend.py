@@ -18,6 +18,7 @@ class TrialPoint:
     arch: dict[str, int]
     params: int
     loss: float
+    """Objective 1: the proxy loss, or the task metric in a study that maximises one."""
     latency_ms: float
     latency_p90_ms: float
     feasible: bool
@@ -61,15 +62,18 @@ def points(study: optuna.Study) -> list[TrialPoint]:
     return out
 
 
-def pick(trials: list[TrialPoint], budgets: tuple[float, ...]) -> list[Pick]:
-    """For each budget, the lowest-loss Pareto-optimal trial whose p50 fits.
+def pick(
+    trials: list[TrialPoint], budgets: tuple[float, ...], maximise: bool = False
+) -> list[Pick]:
+    """For each budget, the best Pareto-optimal trial whose p50 fits.
 
-    The lowest-loss trial under a budget is always on the feasible front, so
-    looking only at the front loses nothing. Ties on loss go to the faster trial.
+    The best trial under a budget is always on the feasible front, so looking
+    only at the front loses nothing. Ties go to the faster trial.
 
     Args:
         trials: All complete trials (see :func:`points`).
         budgets: Budgets in milliseconds.
+        maximise: Objective 1 is a task metric (higher is better), not a loss.
 
     Returns:
         One :class:`Pick` per budget, in the order given.
@@ -81,7 +85,8 @@ def pick(trials: list[TrialPoint], budgets: tuple[float, ...]) -> list[Pick]:
         if not fitting:
             picks.append(Pick(budget_ms=budget, trial=None, reason=_no_fit_reason(trials, budget)))
             continue
-        best = min(fitting, key=lambda t: (t.loss, t.latency_ms))
+        sign = -1.0 if maximise else 1.0
+        best = min(fitting, key=lambda t: (sign * t.loss, t.latency_ms))
         picks.append(
             Pick(
                 budget_ms=budget,

@@ -8,17 +8,24 @@ stays cheap.
 
 The figures:
 
-- :func:`pareto_info` / :func:`pareto_figure`: loss against latency, every trial,
-  the budgets, the picks and the references (teacher, hand-crafted students);
+- :func:`pareto_info` / :func:`pareto_figure`: objective 1 against latency, every
+  trial, the budgets, the picks and the references (teacher, hand-crafted students);
 - :func:`hypervolume_info` / :func:`hypervolume_figure`: how much of the
-  loss-latency box the search had covered after each trial;
+  objective-latency box the search had covered after each trial;
 - :func:`latency_params_info` / :func:`latency_params_figure`: latency against
   parameter count;
 - :func:`architectures_info` / :func:`architectures_figure`: a parallel-coordinates
   view of the sampled architectures.
 
 :func:`figures` builds them all; :func:`write_report` writes them with the table
-of picks; :func:`load_run` reads a finished run folder back (for notebooks).
+of picks and, when the run scored its students on an evaluation set, the table of
+:func:`evaluation_info`; :func:`load_run` reads a finished run folder back (for notebooks).
+
+Objective 1 of a study is the proxy loss (minimised, the default) or a task
+metric such as accuracy (maximised). Functions that label or colour it take
+``objective`` (its name: ``"loss"``, ``"accuracy"``, ...) and ``maximise``;
+:func:`objective_of` reads both from a study. The :class:`~paretokd.recommend.TrialPoint`
+and :class:`~paretokd.recommend.Pick` fields named ``loss`` hold objective 1 either way.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from paretokd import files
 from paretokd.config import format_budget
 from paretokd.errors import ParetokdError
+from paretokd.metrics import WORST
 from paretokd.recommend import Pick, TrialPoint
 from paretokd.space import Arch
 
@@ -58,6 +66,10 @@ Equal to :data:`paretokd.distill.UNTRAINED_LOSS`, which is not imported here
 because :mod:`paretokd.distill` imports torch.
 """
 
+METRIC_IDEAL = 1.0
+"""The best value of every task metric (:mod:`paretokd.metrics`): the far corner of the
+hypervolume's box when objective 1 is maximised (a loss's is 0)."""
+
 _PAD = 0.05  # fraction of the data span left blank around the plotted points
 _LOG_RATIO = 30.0  # a latency axis spanning more than this factor is drawn logarithmic
 _INFEASIBLE_NOTE = "over the largest budget: not trained"
@@ -72,6 +84,48 @@ _COLORS = {
 }
 
 
+def objective_label(objective: str = "loss") -> str:
+    """How tables, axes and colour bars name objective 1: ``"proxy loss"``, ``"proxy accuracy"``."""
+    return f"proxy {objective}"
+
+
+def worst_value(objective: str = "loss") -> float:
+    """Objective 1 of a student that was never trained: the hypervolume's reference.
+
+    :data:`REFERENCE_LOSS` for the loss, else the metric's lowest value
+    (:data:`paretokd.metrics.WORST`), as the search gives untrained trials.
+
+    Raises:
+        ParetokdError: If ``objective`` is neither ``"loss"`` nor a known metric.
+    """
+    if objective == "loss":
+        return REFERENCE_LOSS
+    if objective not in WORST:
+        known = ", ".join(["loss", *WORST])
+        raise ParetokdError(f"unknown objective {objective!r}: expected one of {known}")
+    return WORST[objective]
+
+
+def objective_of(study: optuna.Study) -> tuple[str, bool]:
+    """Objective 1 of ``study``: its name and whether it is maximised.
+
+    The name is ``study.metric_names[0]`` (set when paretokd creates a study),
+    ``"loss"`` for a study without metric names.
+    """
+    import optuna
+
+    names = study.metric_names
+    maximise = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return (names[0] if names else "loss", maximise)
+
+
+def _y_title(objective: str, maximise: bool) -> str:
+    if objective == "loss" and not maximise:
+        return Y_TITLE
+    better = "higher" if maximise else "lower"
+    return f"{objective_label(objective).capitalize()} ({better} is better)"
+
+
 @dataclass(frozen=True)
 class ReferencePoint:
     """A model to compare the students with: the teacher, a hand-crafted student, ..."""
@@ -79,7 +133,8 @@ class ReferencePoint:
     name: str
     latency_ms: float
     loss: float | None
-    """None when the reference has no loss on the proxy (drawn as a vertical line)."""
+    """Objective 1 on the proxy (a loss, or the study's task metric); None when the
+    reference has none (drawn as a vertical line)."""
     params: int
 
 
@@ -129,13 +184,14 @@ class ParetoInfo:
     """Everything the Pareto figure draws, as plain data."""
 
     front: tuple[PlotPoint, ...]
-    """Feasible trials on the Pareto front, sorted by latency (then loss)."""
+    """Feasible trials on the Pareto front, sorted by latency (then objective 1)."""
     dominated: tuple[PlotPoint, ...]
     """Feasible trials off the front, in trial order."""
     infeasible: tuple[PlotPoint, ...]
     """Trials over the largest budget, in trial order. They were never trained, so
-    their loss says nothing: when feasible trials exist they are drawn on a row at
-    the top edge (``y`` is that row), so they do not squash the front."""
+    their objective says nothing: when feasible trials exist they are drawn on a row
+    at the worse edge (``y`` is that row: the top for a loss, the bottom for a
+    maximised metric), so they do not squash the front."""
     budgets: tuple[BudgetLine, ...]
     """One line per budget, ascending."""
     picks: tuple[PickMarker, ...]
@@ -147,6 +203,10 @@ class ParetoInfo:
     x_log: bool = False
     """Latency on a log axis: the trials, budgets and references span more than 30×
     (e.g. budgets far above every trial), which a linear axis squeezes into a corner."""
+    objective: str = "loss"
+    """Objective 1's name (the ``y`` axis)."""
+    maximise: bool = False
+    """Objective 1 is better when higher."""
 
     @property
     def n_trials(self) -> int:
@@ -159,16 +219,20 @@ class HypervolumeInfo:
     """The hypervolume of the feasible trials found so far, after each complete trial."""
 
     reference: tuple[float, float]
-    """(loss, latency in ms): an untrained student at the largest budget."""
+    """(objective 1, latency in ms): an untrained student at the largest budget."""
     trials: tuple[int, ...]
     """Trial numbers, ascending."""
     values: tuple[float, ...]
-    """Hypervolume (loss × ms) of the trials up to and including each trial."""
+    """Hypervolume (objective × ms) of the trials up to and including each trial."""
+    objective: str = "loss"
+    maximise: bool = False
+    ideal: float = 0.0
+    """The best value objective 1 can take: 0 for a loss, :data:`METRIC_IDEAL` for a metric."""
 
     @property
     def box(self) -> float:
-        """The area of the reference box, ``loss × latency``: the largest possible value."""
-        return self.reference[0] * self.reference[1]
+        """The area of the box from the ideal to the reference: the largest possible value."""
+        return abs(self.reference[0] - self.ideal) * self.reference[1]
 
     @property
     def shares(self) -> tuple[float, ...]:
@@ -214,9 +278,13 @@ class ArchitecturesInfo:
     trials: tuple[int, ...]
     axes: tuple[Axis, ...]
     loss: tuple[float | None, ...]
-    """The line colour: proxy loss, or None for a trial that was not trained (grey)."""
+    """The line colour: objective 1, or None for a trial that was not trained (grey)."""
     loss_range: tuple[float, float] | None
-    """Smallest and largest loss of the trained trials; None when none was trained."""
+    """Smallest and largest objective 1 of the trained trials; None when none was trained."""
+    objective: str = "loss"
+    maximise: bool = False
+    """Objective 1 is better when higher: the colour scale is reversed, so that dark
+    (salient) is always the better value."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +306,12 @@ class ReportFigure:
 
 
 def pareto_info(
-    points: list[TrialPoint], picks: list[Pick], references: list[ReferencePoint]
+    points: list[TrialPoint],
+    picks: list[Pick],
+    references: list[ReferencePoint],
+    *,
+    objective: str = "loss",
+    maximise: bool = False,
 ) -> ParetoInfo:
     """Compute what the Pareto figure draws, without plotly.
 
@@ -246,6 +319,8 @@ def pareto_info(
         points: Every complete trial (see :func:`paretokd.recommend.points`).
         picks: The recommendation per budget (see :func:`paretokd.recommend.pick`).
         references: Models to compare with, such as the teacher.
+        objective: Objective 1's name: ``"loss"`` or a task metric.
+        maximise: Objective 1 is better when higher (untrained trials sit at the bottom).
 
     Returns:
         The figure's data: trials split into front, dominated and infeasible,
@@ -255,36 +330,42 @@ def pareto_info(
     for r in references:
         name = html.escape(r.name)  # labels and hovers are plotly markup: escape user text
         label = f"{name} {_ms(r.latency_ms)} ms"
-        refs.append(
-            ReferenceMark(r.name, x=r.latency_ms, y=r.loss, label=label, hover=_reference_hover(r))
-        )
+        hover = _reference_hover(r, objective)
+        refs.append(ReferenceMark(r.name, x=r.latency_ms, y=r.loss, label=label, hover=hover))
     feasible = [p for p in points if p.feasible]
     xs = [p.latency_ms for p in points] + [b.budget_ms for b in _budget_lines(picks)]
     xs += [r.x for r in refs]
     ys = [p.loss for p in feasible] + [r.y for r in refs if r.y is not None]
     if feasible:
-        # Untrained trials sit on a row at the top edge instead of stretching the axis
-        # up to the untrained loss, which would flatten the front that matters.
-        lo, top = _axis_range(ys)
-        y_range = (lo, top + (top - lo) * _PAD)
+        # Untrained trials sit on a row at the worse edge instead of stretching the axis
+        # to the untrained value, which would flatten the front that matters.
+        lo, hi = _axis_range(ys)
+        if maximise:
+            row, y_range = lo, (lo - (hi - lo) * _PAD, hi)
+        else:
+            row, y_range = hi, (lo, hi + (hi - lo) * _PAD)
     else:
         y_range = _axis_range(ys + [p.loss for p in points])
-        top = math.nan  # unused: infeasible trials are drawn at their own loss
+        row = math.nan  # unused: infeasible trials are drawn at their own value
 
     def y_of(p: TrialPoint) -> float:
-        return p.loss if p.feasible or not feasible else top
+        return p.loss if p.feasible or not feasible else row
 
-    groups = _groups(points, x=lambda p: p.latency_ms, y=y_of)
+    groups = _groups(points, x=lambda p: p.latency_ms, y=y_of, objective=objective)
     return ParetoInfo(
         front=groups[0],
         dominated=groups[1],
         infeasible=groups[2],
         budgets=_budget_lines(picks),
-        picks=_pick_markers(points, picks, x=lambda p: p.latency_ms, y=lambda p: p.loss),
+        picks=_pick_markers(
+            points, picks, x=lambda p: p.latency_ms, y=lambda p: p.loss, objective=objective
+        ),
         references=tuple(refs),
         x_range=_axis_range(xs, log=_is_wide(xs)),
         y_range=y_range,
         x_log=_is_wide(xs),
+        objective=objective,
+        maximise=maximise,
     )
 
 
@@ -311,7 +392,7 @@ def pareto_figure(info: ParetoInfo) -> go.Figure:
     for r in info.references:
         if r.y is None:
             _vline(fig, r.x, r.label, info.x_log, dash="dot", color=_COLORS["reference"])
-    _layout(fig, X_TITLE, Y_TITLE)
+    _layout(fig, X_TITLE, _y_title(info.objective, info.maximise))
     lo, hi = info.x_range
     fig.update_layout(
         xaxis={"range": [math.log10(lo), math.log10(hi)] if info.x_log else [lo, hi]}
@@ -322,52 +403,75 @@ def pareto_figure(info: ParetoInfo) -> go.Figure:
 
 
 def hypervolume_info(
-    points: list[TrialPoint], reference: tuple[float, float] | None = None
+    points: list[TrialPoint],
+    reference: tuple[float, float] | None = None,
+    *,
+    objective: str = "loss",
+    maximise: bool = False,
 ) -> HypervolumeInfo:
     """The hypervolume of the trials found so far, after each complete trial.
 
-    The hypervolume is the area of the (loss, latency) plane that the trials
-    dominate inside the reference box; it grows whenever a trial extends the
-    front. Trials outside the box (slower than the largest budget, or no better
-    than an untrained student) add nothing, so untrained trials never count.
+    The hypervolume is the area of the (objective 1, latency) plane that the
+    trials dominate inside the reference box; it grows whenever a trial extends
+    the front. Trials outside the box (slower than the largest budget, or no
+    better than an untrained student) add nothing, so untrained trials never count.
 
     Args:
         points: Every complete trial.
-        reference: (loss, latency in ms) bounding the box; by default
+        reference: (objective 1, latency in ms) bounding the box; by default
             :func:`default_reference` with no budgets (the slowest trial).
+        objective: Objective 1's name: ``"loss"`` or a task metric.
+        maximise: Objective 1 is better when higher.
 
     Returns:
         The history, in trial order.
     """
-    ref = reference or default_reference(points, ())
+    ref = reference or default_reference(points, (), objective)
     ordered = sorted(points, key=lambda p: p.number)
     values = []
     seen: list[tuple[float, float]] = []
     for p in ordered:
         seen.append((p.loss, p.latency_ms))
-        values.append(hypervolume_2d(seen, ref))
+        values.append(hypervolume_2d(seen, ref, maximise=maximise))
     return HypervolumeInfo(
-        reference=ref, trials=tuple(p.number for p in ordered), values=tuple(values)
+        reference=ref,
+        trials=tuple(p.number for p in ordered),
+        values=tuple(values),
+        objective=objective,
+        maximise=maximise,
+        ideal=METRIC_IDEAL if maximise else 0.0,
     )
 
 
-def default_reference(points: list[TrialPoint], budgets: Sequence[float]) -> tuple[float, float]:
-    """The natural reference point: an untrained student (loss 1) at the largest budget.
+def default_reference(
+    points: list[TrialPoint], budgets: Sequence[float], objective: str = "loss"
+) -> tuple[float, float]:
+    """The natural reference point: an untrained student at the largest budget.
 
-    Without budgets, the slowest trial's latency stands in for the largest budget.
+    An untrained student scores :func:`worst_value` (a loss of 1, a metric's
+    lowest value). Without budgets, the slowest trial's latency stands in for the
+    largest budget.
     """
+    worst = worst_value(objective)
     if budgets:
-        return (REFERENCE_LOSS, max(budgets))
+        return (worst, max(budgets))
     latencies = [p.latency_ms for p in points]
-    return (REFERENCE_LOSS, max(latencies) if latencies else 1.0)
+    return (worst, max(latencies) if latencies else 1.0)
 
 
-def hypervolume_2d(values: Iterable[tuple[float, float]], reference: tuple[float, float]) -> float:
-    """The area dominated by ``values`` (both minimised) inside the box below ``reference``.
+def hypervolume_2d(
+    values: Iterable[tuple[float, float]], reference: tuple[float, float], maximise: bool = False
+) -> float:
+    """The area dominated by ``values`` (objective 1, latency) inside the reference box.
 
-    A sweep over latency: each point that lowers the best loss so far adds the
-    strip between its loss and that best loss, from its latency to the reference.
+    Latency is minimised; objective 1 is minimised (the box lies below
+    ``reference``) or, with ``maximise``, maximised (the box lies above it).
+    A sweep over latency: each point that improves on the best value so far adds
+    the strip between its value and that best value, from its latency to the reference.
     """
+    if maximise:  # the same area, with objective 1 mirrored into a minimised one
+        values = [(-v, ms) for v, ms in values]
+        reference = (-reference[0], reference[1])
     ref_loss, ref_ms = reference
     inside = sorted((ms, loss) for loss, ms in values if loss < ref_loss and ms < ref_ms)
     area, best = 0.0, ref_loss
@@ -383,7 +487,7 @@ def hypervolume_figure(info: HypervolumeInfo) -> go.Figure:
     import plotly.graph_objects as go
 
     hover = [
-        f"after trial {n}<br>{100 * s:.1f}% of the box<br>hypervolume {v:.4g} loss·ms"
+        f"after trial {n}<br>{100 * s:.1f}% of the box<br>hypervolume {v:.4g} {info.objective}·ms"
         for n, s, v in zip(info.trials, info.shares, info.values, strict=True)
     ]
     fig = go.Figure(
@@ -406,7 +510,11 @@ def hypervolume_figure(info: HypervolumeInfo) -> go.Figure:
 
 
 def latency_params_info(
-    points: list[TrialPoint], picks: list[Pick], references: list[ReferencePoint]
+    points: list[TrialPoint],
+    picks: list[Pick],
+    references: list[ReferencePoint],
+    *,
+    objective: str = "loss",
 ) -> LatencyParamsInfo:
     """Compute latency against parameter count, without plotly.
 
@@ -414,11 +522,14 @@ def latency_params_info(
         points: Every complete trial.
         picks: The recommendation per budget (budget lines and pick stars).
         references: Models to compare with; those with a parameter count are drawn.
+        objective: Objective 1's name, as the hovers show it.
 
     Returns:
         The figure's data, ``x`` in millions of parameters and ``y`` in ms.
     """
-    groups = _groups(points, x=lambda p: p.params / 1e6, y=lambda p: p.latency_ms)
+    groups = _groups(
+        points, x=lambda p: p.params / 1e6, y=lambda p: p.latency_ms, objective=objective
+    )
     ys = [p.latency_ms for p in points] + [pk.budget_ms for pk in picks]
     ys += [r.latency_ms for r in references if r.params > 0]
     refs = tuple(
@@ -427,7 +538,7 @@ def latency_params_info(
             x=r.params / 1e6,
             y=r.latency_ms,
             label=html.escape(r.name),
-            hover=_reference_hover(r),
+            hover=_reference_hover(r, objective),
         )
         for r in references
         if r.params > 0
@@ -437,7 +548,13 @@ def latency_params_info(
         dominated=groups[1],
         infeasible=groups[2],
         budgets=_budget_lines(picks),
-        picks=_pick_markers(points, picks, x=lambda p: p.params / 1e6, y=lambda p: p.latency_ms),
+        picks=_pick_markers(
+            points,
+            picks,
+            x=lambda p: p.params / 1e6,
+            y=lambda p: p.latency_ms,
+            objective=objective,
+        ),
         references=refs,
         y_log=_is_wide(ys),
     )
@@ -472,12 +589,20 @@ def latency_params_figure(info: LatencyParamsInfo) -> go.Figure:
     return fig
 
 
-def architectures_info(points: list[TrialPoint]) -> ArchitecturesInfo:
+def architectures_info(
+    points: list[TrialPoint], *, objective: str = "loss", maximise: bool = False
+) -> ArchitecturesInfo:
     """Compute the parallel-coordinates view of the sampled architectures.
 
     Axes: the four architecture choices (ticks at the values the study sampled),
-    parameters (millions), latency p50 (ms) and proxy loss. Untrained trials keep their loss of
-    :data:`REFERENCE_LOSS` on the loss axis but get no colour.
+    parameters (millions), latency p50 (ms) and objective 1 (``proxy loss``,
+    ``proxy accuracy``, ...). Untrained trials keep their untrained value
+    (:func:`worst_value`) on that axis but get no colour.
+
+    Args:
+        points: Every complete trial.
+        objective: Objective 1's name: ``"loss"`` or a task metric.
+        maximise: Objective 1 is better when higher (the colours follow).
     """
     ordered = sorted(points, key=lambda p: p.number)
     archs = [Arch.from_dict(p.arch) for p in ordered]
@@ -498,10 +623,12 @@ def architectures_info(points: list[TrialPoint]) -> ArchitecturesInfo:
             categorical("FFN", [a.intermediate_size for a in archs]),
             Axis("params (M)", tuple(p.params / 1e6 for p in ordered)),
             Axis("p50 (ms)", tuple(p.latency_ms for p in ordered)),
-            Axis("proxy loss", tuple(p.loss for p in ordered)),
+            Axis(objective_label(objective), tuple(p.loss for p in ordered)),
         ),
         loss=tuple(p.loss if p.feasible else None for p in ordered),
         loss_range=(min(trained), max(trained)) if trained else None,
+        objective=objective,
+        maximise=maximise,
     )
 
 
@@ -511,6 +638,11 @@ def architectures_figure(info: ArchitecturesInfo) -> go.Figure:
     import plotly.graph_objects as go
 
     grey = _COLORS["infeasible"]
+    label = objective_label(info.objective)
+    # Dark (salient) is the better value: a low loss, or a high metric (reversed scale).
+    viridis = list(plotly.colors.sequential.Viridis)
+    if info.maximise:
+        viridis.reverse()
     dims = [
         {"label": a.label, "values": list(a.values)}
         | ({"tickvals": list(a.ticks), "ticktext": [f"{t:g}" for t in a.ticks]} if a.ticks else {})
@@ -521,29 +653,39 @@ def architectures_figure(info: ArchitecturesInfo) -> go.Figure:
     elif all(v is not None for v in info.loss):
         line = {
             "color": list(info.loss),
-            "colorscale": "Viridis",  # dark (salient) is a low loss
+            "colorscale": "Viridis_r" if info.maximise else "Viridis",
             "cmin": info.loss_range[0],
             "cmax": info.loss_range[1],
             "showscale": True,
-            "colorbar": {"title": {"text": "proxy loss"}},
+            "colorbar": {"title": {"text": label}},
         }
     else:
-        # One colour scale for the trained trials, plus a grey slot just above their
-        # largest loss for the untrained ones (parcoords colours lines by one number).
+        # One colour scale for the trained trials, plus a grey slot just past their
+        # worst value for the untrained ones (parcoords colours lines by one number):
+        # above the largest loss, or below the smallest metric.
         lo, hi = info.loss_range
         span = hi - lo if hi > lo else 1.0
-        untrained = hi + span / 19  # the top 5% of the colour bar
-        share = (hi - lo) / (untrained - lo) if hi > lo else 0.95
-        viridis = plotly.colors.sequential.Viridis  # dark (salient) is a low loss
-        scale = [[share * i / (len(viridis) - 1), c] for i, c in enumerate(viridis)]
-        scale += [[min(share + 1e-6, 1.0), grey], [1.0, grey]]
+        n = len(viridis) - 1
+        if info.maximise:
+            untrained = lo - span / 19  # the bottom 5% of the colour bar
+            share = (hi - lo) / (hi - untrained) if hi > lo else 0.95
+            start = 1 - share
+            scale = [[0.0, grey], [max(start - 1e-6, 0.0), grey]]
+            scale += [[start + share * i / n, c] for i, c in enumerate(viridis)]
+            cmin, cmax = untrained, hi
+        else:
+            untrained = hi + span / 19  # the top 5% of the colour bar
+            share = (hi - lo) / (untrained - lo) if hi > lo else 0.95
+            scale = [[share * i / n, c] for i, c in enumerate(viridis)]
+            scale += [[min(share + 1e-6, 1.0), grey], [1.0, grey]]
+            cmin, cmax = lo, untrained
         line = {
             "color": [v if v is not None else untrained for v in info.loss],
             "colorscale": scale,
-            "cmin": lo,
-            "cmax": untrained,
+            "cmin": cmin,
+            "cmax": cmax,
             "showscale": True,
-            "colorbar": {"title": {"text": "proxy loss<br>(grey: not trained)"}},
+            "colorbar": {"title": {"text": f"{label}<br>(grey: not trained)"}},
         }
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line, meta="architectures"))
     # Parcoords writes its axis labels above the plot area: leave them room.
@@ -552,24 +694,46 @@ def architectures_figure(info: ArchitecturesInfo) -> go.Figure:
 
 
 def figures(
-    points: list[TrialPoint], picks: list[Pick], references: list[ReferencePoint]
+    points: list[TrialPoint],
+    picks: list[Pick],
+    references: list[ReferencePoint],
+    *,
+    objective: str = "loss",
+    maximise: bool = False,
 ) -> list[ReportFigure]:
     """Every figure of the report, drawn, in page order.
 
     The same figures go into ``report.html``, the dashboard's study page and the
     notebook.
+
+    Args:
+        points: Every complete trial.
+        picks: The recommendation per budget.
+        references: Models to compare with, such as the teacher.
+        objective: Objective 1's name: ``"loss"`` (the default) or a task metric.
+        maximise: Objective 1 is better when higher (a task metric).
     """
     budgets = [p.budget_ms for p in picks]
-    hv = hypervolume_info(points, default_reference(points, budgets))
-    box = f"loss < {hv.reference[0]:g}, p50 < {_ms(hv.reference[1])} ms"
+    hv = hypervolume_info(
+        points,
+        default_reference(points, budgets, objective),
+        objective=objective,
+        maximise=maximise,
+    )
+    worse = ">" if maximise else "<"
+    box = f"{objective} {worse} {hv.reference[0]:g}, p50 < {_ms(hv.reference[1])} ms"
+    edge = "bottom" if maximise else "top"
+    label = objective_label(objective)
     return [
         ReportFigure(
             "pareto-front",
-            "Loss against latency",
+            f"{objective.capitalize()} against latency",
             "Every complete trial. The line joins the feasible Pareto front: no trial is "
             "both faster and better. Dashed lines are the budgets, stars the picks. "
-            "Trials slower than the largest budget were not trained and sit on the top row.",
-            pareto_figure(pareto_info(points, picks, references)),
+            f"Trials slower than the largest budget were not trained and sit on the {edge} row.",
+            pareto_figure(
+                pareto_info(points, picks, references, objective=objective, maximise=maximise)
+            ),
         ),
         ReportFigure(
             "hypervolume",
@@ -583,16 +747,94 @@ def figures(
             "latency-vs-params",
             "Latency against parameters",
             "Parameter count is a poor proxy for latency: depth and width cost differently.",
-            latency_params_figure(latency_params_info(points, picks, references)),
+            latency_params_figure(
+                latency_params_info(points, picks, references, objective=objective)
+            ),
         ),
         ReportFigure(
             "architectures",
             "Architectures",
             "One line per trial across its choices and results; drag along an axis to "
-            "filter. Colour is the proxy loss (darker is better), grey lines were not trained.",
-            architectures_figure(architectures_info(points)),
+            f"filter. Colour is the {label} (darker is better), grey lines were not trained.",
+            architectures_figure(
+                architectures_info(points, objective=objective, maximise=maximise)
+            ),
         ),
     ]
+
+
+REFERENCE_MODEL = "hand-crafted reference"
+"""How the evaluation tables name the hand-crafted every-other-layer student."""
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One model's score on the evaluation set."""
+
+    model: str
+    """``teacher``, :data:`REFERENCE_MODEL`, or ``pick for 10ms``."""
+    value: float | None
+    """The metric's value."""
+    percent_of_teacher: float | None
+    latency_ms: float | None
+    """p50: the teacher's, or the student's after its final distillation."""
+    speedup: float | None
+    """The teacher's p50 over this model's (1.0 for the teacher)."""
+
+
+@dataclass(frozen=True)
+class EvaluationInfo:
+    """The evaluation section as plain data: the set, the metric and one row per model."""
+
+    description: str
+    """What was scored: the evaluation file or split and its columns."""
+    metric: str
+    examples: int | None
+    rows: tuple[EvaluationRow, ...]
+    """The teacher, then the reference (when scored), then the picks in budget order."""
+
+
+def evaluation_info(evaluation: dict[str, Any]) -> EvaluationInfo:
+    """The rows of the evaluation tables, from ``recommendations.json``'s ``evaluation``.
+
+    Args:
+        evaluation: ``set``, ``metric``, ``examples``, and the scores of the
+            ``teacher``, the ``reference`` (or None) and the ``picks`` (keyed by
+            budget as :func:`paretokd.config.format_budget` writes it), each with
+            ``value``, ``percent_of_teacher``, ``latency_ms`` and ``speedup``.
+
+    Returns:
+        The section's data. A missing speed-up is worked out from the latencies.
+    """
+    teacher = evaluation.get("teacher") or {}
+    teacher_ms = _float(teacher.get("latency_ms"))
+
+    def row(model: str, entry: dict[str, Any]) -> EvaluationRow:
+        latency = _float(entry.get("latency_ms"))
+        speedup = _float(entry.get("speedup"))
+        if speedup is None and teacher_ms and latency:
+            speedup = teacher_ms / latency
+        return EvaluationRow(
+            model=model,
+            value=_float(entry.get("value")),
+            percent_of_teacher=_float(entry.get("percent_of_teacher")),
+            latency_ms=latency,
+            speedup=speedup,
+        )
+
+    rows = [row("teacher", teacher)] if teacher else []
+    if evaluation.get("reference"):
+        rows.append(row(REFERENCE_MODEL, evaluation["reference"]))
+    for budget, entry in (evaluation.get("picks") or {}).items():
+        if entry:
+            rows.append(row(f"pick for {budget}", entry))
+    examples = evaluation.get("examples")
+    return EvaluationInfo(
+        description=str(evaluation.get("set") or "the evaluation set"),
+        metric=str(evaluation.get("metric") or "score"),
+        examples=int(examples) if examples is not None else None,
+        rows=tuple(rows),
+    )
 
 
 def write_report(
@@ -605,6 +847,9 @@ def write_report(
     summary: dict[str, str],
     finals: dict[float, dict[str, Any]] | None = None,
     report_figures: list[ReportFigure] | None = None,
+    objective: str = "loss",
+    maximise: bool = False,
+    evaluation: dict[str, Any] | None = None,
 ) -> Path:
     """Write the report as one HTML file that opens offline (plotly's JS inlined once).
 
@@ -620,13 +865,19 @@ def write_report(
         summary: Rows of the summary table (key → value), e.g. teacher, latency setup, trials.
         finals: Per budget, the final student's ``loss``, ``latency_ms`` and ``dir``, if trained.
         report_figures: The figures, if already drawn (see :func:`figures`).
+        objective: Objective 1's name: ``"loss"`` (the default) or a task metric.
+        maximise: Objective 1 is better when higher (a task metric).
+        evaluation: The scores on the evaluation set (``recommendations.json``'s
+            ``evaluation``), shown as their own section; None for no section.
 
     Returns:
         ``path``.
     """
     from plotly.offline import get_plotlyjs
 
-    drawn = report_figures if report_figures is not None else figures(points, picks, references)
+    drawn = report_figures
+    if drawn is None:
+        drawn = figures(points, picks, references, objective=objective, maximise=maximise)
     sections = []
     for f in drawn:
         div = f.figure.to_html(
@@ -645,7 +896,8 @@ def write_report(
         title=html.escape(title),
         plotlyjs=get_plotlyjs(),
         summary=_summary_table(summary),
-        picks=_picks_table(picks, finals or {}, teacher),
+        picks=_picks_table(picks, finals or {}, teacher, objective),
+        evaluation=_evaluation_section(evaluation_info(evaluation)) if evaluation else "",
         figures="\n".join(sections),
     )
     return files.write_text(Path(path), page)
@@ -682,6 +934,8 @@ def markdown_note(
     teacher: ReferencePoint | None,
     links: dict[str, str] | None = None,
     summary: dict[str, str] | None = None,
+    objective: str = "loss",
+    evaluation: dict[str, Any] | None = None,
 ) -> str:
     """The recommendations as markdown (the study's note in optuna-dashboard).
 
@@ -693,6 +947,8 @@ def markdown_note(
         links: What to show in the ``files`` column, keyed by budget as
             :func:`paretokd.config.format_budget` writes it.
         summary: Rows shown as a list above the table (see :func:`run_summary`).
+        objective: Objective 1's name, for the search column (``proxy loss``, ...).
+        evaluation: The scores on the evaluation set, added as a second table.
     """
     lines = [f"## {_md(title)}", ""]
     rows = [f"- **{_md(k)}**: {_md(v)}" for k, v in (summary or {}).items()]
@@ -700,8 +956,8 @@ def markdown_note(
         rows.append(f"- **{_md(teacher.name)} p50**: {_ms(teacher.latency_ms)} ms")
     if rows:
         lines += [*rows, ""]
-    head = ["budget", "trial", "architecture", "params", "proxy loss", "search p50 (ms)"]
-    head += ["final loss", "final p50 (ms)", "speed-up vs teacher", "files"]
+    head = ["budget", "trial", "architecture", "params", objective_label(objective)]
+    head += ["search p50 (ms)", "final loss", "final p50 (ms)", "speed-up vs teacher", "files"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for pk in picks:
         budget = format_budget(pk.budget_ms)
@@ -724,6 +980,14 @@ def markdown_note(
                 (links or {}).get(budget, "—"),
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    if evaluation:
+        info = evaluation_info(evaluation)
+        head = ["model", info.metric, *_EVALUATION_HEAD]
+        lines += ["", f"### Evaluation: {_md(_evaluation_caption(info))}", ""]
+        lines += ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
+        for r in info.rows:
+            cells = [_md(r.model), *(c or "—" for c in _evaluation_cells(r))]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -740,15 +1004,33 @@ class Run:
     summary: dict[str, str]
     title: str
     finals: dict[float, dict[str, Any]] = field(default_factory=dict)
+    objective: str = "loss"
+    """Objective 1's name: ``"loss"`` or the task metric the study maximised."""
+    maximise: bool = False
+    evaluation: dict[str, Any] | None = None
+    """``recommendations.json``'s ``evaluation`` (see :func:`evaluation_info`), if any."""
 
     @property
     def teacher(self) -> ReferencePoint | None:
         """The teacher among the references (it gives the speed-ups)."""
         return next((r for r in self.references if r.name == "teacher"), None)
 
+    def figures(self) -> list[ReportFigure]:
+        """The report's figures of this run (:func:`figures` with its objective)."""
+        return figures(
+            self.points,
+            self.picks,
+            self.references,
+            objective=self.objective,
+            maximise=self.maximise,
+        )
+
 
 def load_run(out_dir: str | Path, storage: str | None = None) -> Run:
     """Read a finished run folder: ``recommendations.json`` and its study.
+
+    Objective 1 and its direction come from the study (:func:`objective_of`), the
+    evaluation scores, when the run has them, from ``recommendations.json``.
 
     Args:
         out_dir: The run's output folder (``runs/<study>`` by default).
@@ -770,6 +1052,7 @@ def load_run(out_dir: str | Path, storage: str | None = None) -> Run:
     if storage is None and not (out / "study.db").is_file():
         raise ParetokdError(f"no study database in {str(out)!r}; pass storage=URL")
     study = optuna.load_study(study_name=rec["study"], storage=url)
+    objective, maximise = objective_of(study)
     points = recommend.points(study)
     picks = [
         Pick(
@@ -789,16 +1072,27 @@ def load_run(out_dir: str | Path, storage: str | None = None) -> Run:
         study=study,
         points=points,
         picks=picks,
-        references=[teacher_reference(rec["teacher"]), *_stored_references(rec)],
+        references=[teacher_reference(rec["teacher"]), *_stored_references(rec, objective)],
         summary=run_summary(rec["teacher"], rec["latency_setup"], len(points), rec["storage"]),
         title=f"paretokd study {rec['study']}",
         finals=finals,
+        objective=objective,
+        maximise=maximise,
+        evaluation=rec.get("evaluation"),
     )
 
 
-def reference_point(ref: dict[str, Any]) -> ReferencePoint:
-    """The hand-crafted reference student (``search.measure_reference``) as a point."""
-    loss = ref.get("proxy_loss")
+def reference_point(ref: dict[str, Any], objective: str = "loss") -> ReferencePoint:
+    """The hand-crafted reference student (``search.measure_reference``) as a point.
+
+    Args:
+        ref: The stored reference: ``name``, ``latency_ms``, ``params``, ``proxy_loss``
+            and, when measured, ``proxy_metric``.
+        objective: Objective 1 of the study. For a task metric the point takes the
+            reference's ``proxy_metric``; without one it has no value and is drawn
+            as a vertical line (its proxy loss does not belong on a metric's axis).
+    """
+    loss = ref.get("proxy_loss" if objective == "loss" else "proxy_metric")
     return ReferencePoint(
         str(ref.get("name", "reference")),
         float(ref["latency_ms"]),
@@ -807,19 +1101,19 @@ def reference_point(ref: dict[str, Any]) -> ReferencePoint:
     )
 
 
-def _stored_references(rec: dict[str, Any]) -> list[ReferencePoint]:
+def _stored_references(rec: dict[str, Any], objective: str) -> list[ReferencePoint]:
     """The hand-crafted reference student of ``recommendations.json``, when it has one."""
     ref = rec.get("reference")
     if not isinstance(ref, dict) or ref.get("latency_ms") is None:
         return []
-    return [reference_point(ref)]
+    return [reference_point(ref, objective)]
 
 
 # --- computing -------------------------------------------------------------------------
 
 
 def _groups(
-    points: list[TrialPoint], *, x: Any, y: Any
+    points: list[TrialPoint], *, x: Any, y: Any, objective: str
 ) -> tuple[tuple[PlotPoint, ...], tuple[PlotPoint, ...], tuple[PlotPoint, ...]]:
     """Front (sorted by x, then y), dominated and infeasible (in trial order)."""
     front: list[PlotPoint] = []
@@ -832,7 +1126,8 @@ def _groups(
             group, note = front, "on the Pareto front"
         else:
             group, note = dominated, "dominated"
-        group.append(PlotPoint(p.number, float(x(p)), float(y(p)), f"{_hover(p)}<br>{note}"))
+        hover = f"{_hover(p, objective)}<br>{note}"
+        group.append(PlotPoint(p.number, float(x(p)), float(y(p)), hover))
     front.sort(key=lambda q: (q.x, q.y))
     dominated.sort(key=lambda q: q.trial)
     infeasible.sort(key=lambda q: q.trial)
@@ -847,7 +1142,7 @@ def _budget_lines(picks: list[Pick]) -> tuple[BudgetLine, ...]:
 
 
 def _pick_markers(
-    points: list[TrialPoint], picks: list[Pick], *, x: Any, y: Any
+    points: list[TrialPoint], picks: list[Pick], *, x: Any, y: Any, objective: str
 ) -> tuple[PickMarker, ...]:
     by_number = {p.number: p for p in points}
     budgets_of: dict[int, list[float]] = {}
@@ -870,7 +1165,7 @@ def _pick_markers(
                 x=float(x(point)),
                 y=float(y(point)),
                 label=label,
-                hover=f"{label}<br>{_hover(point)}",
+                hover=f"{label}<br>{_hover(point, objective)}",
             )
         )
     return tuple(markers)
@@ -894,8 +1189,8 @@ def _point_of_pick(pk: Pick) -> TrialPoint | None:
     )
 
 
-def _hover(p: TrialPoint) -> str:
-    loss = f"loss {p.loss:.4g}" if p.feasible else "loss: not trained"
+def _hover(p: TrialPoint, objective: str) -> str:
+    loss = f"{objective} {p.loss:.4g}" if p.feasible else f"{objective}: not trained"
     p90 = f", p90 {_ms(p.latency_p90_ms)} ms" if math.isfinite(p.latency_p90_ms) else ""
     return (
         f"trial {p.number}<br>{Arch.from_dict(p.arch).id}<br>params {_mparams(p.params)}"
@@ -903,10 +1198,10 @@ def _hover(p: TrialPoint) -> str:
     )
 
 
-def _reference_hover(r: ReferencePoint) -> str:
+def _reference_hover(r: ReferencePoint, objective: str) -> str:
     hover = f"{html.escape(r.name)}<br>params {_mparams(r.params)}<br>p50 {_ms(r.latency_ms)} ms"
     if r.loss is not None:
-        hover += f"<br>loss {r.loss:.4g}"
+        hover += f"<br>{objective} {r.loss:.4g}"
     return hover
 
 
@@ -1113,7 +1408,7 @@ section.figure p {{ color: #555; max-width: 60em; }}
 {summary}
 <h2>Recommendations</h2>
 {picks}
-<h2>Figures</h2>
+{evaluation}<h2>Figures</h2>
 {figures}
 </body>
 </html>
@@ -1129,9 +1424,13 @@ def _summary_table(summary: dict[str, str]) -> str:
 
 
 def _picks_table(
-    picks: list[Pick], finals: dict[float, dict[str, Any]], teacher: ReferencePoint | None
+    picks: list[Pick],
+    finals: dict[float, dict[str, Any]],
+    teacher: ReferencePoint | None,
+    objective: str = "loss",
 ) -> str:
-    head = ["budget", "trial", "architecture", "params", "proxy loss", "search p50 (ms)"]
+    head = ["budget", "trial", "architecture", "params", objective_label(objective)]
+    head += ["search p50 (ms)"]
     if finals:
         head += ["final loss", "final p50 (ms)", "speed-up vs teacher", "files"]
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
@@ -1169,6 +1468,40 @@ def _final_cells(final: dict[str, Any] | None, teacher: ReferencePoint | None) -
     ]
 
 
+_EVALUATION_HEAD = ("% of teacher", "p50 (ms)", "speed-up vs teacher")
+"""The evaluation tables' columns after the model and the metric."""
+
+
+def _evaluation_caption(info: EvaluationInfo) -> str:
+    examples = f" ({info.examples} examples)" if info.examples is not None else ""
+    return f"{info.metric} on {info.description}{examples}"
+
+
+def _evaluation_cells(r: EvaluationRow) -> list[str | None]:
+    """The metric, % of teacher, p50 and speed-up of a row, formatted (None: no value)."""
+    return [
+        f"{r.value:.4f}" if r.value is not None else None,
+        f"{r.percent_of_teacher:.1f}%" if r.percent_of_teacher is not None else None,
+        _ms(r.latency_ms) if r.latency_ms is not None else None,
+        f"{r.speedup:.1f}×" if r.speedup is not None else None,
+    ]
+
+
+def _evaluation_section(info: EvaluationInfo) -> str:
+    head = ["model", info.metric, *_EVALUATION_HEAD]
+    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for r in info.rows:
+        cells = [f"<td>{html.escape(r.model)}</td>", *map(_num, _evaluation_cells(r))]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        "<h2>Evaluation</h2>\n"
+        f"<p>{html.escape(_evaluation_caption(info))}. Each student after its final "
+        "distillation; p50 latencies are measured as in the search, and the speed-up is "
+        "the teacher's p50 over the model's.</p>\n"
+        '<table class="evaluation">\n' + "\n".join(rows) + "\n</table>\n"
+    )
+
+
 def lookup_final(finals: dict[float, dict[str, Any]], budget: float) -> dict[str, Any] | None:
     """The final student of ``budget`` in ``finals``, matched by value, if any."""
     # Budgets are floats parsed from text; match by value, not by identity of the float.
@@ -1176,6 +1509,10 @@ def lookup_final(finals: dict[float, dict[str, Any]], budget: float) -> dict[str
         if math.isclose(float(key), budget):
             return value
     return None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
 
 
 def _num(text: str | None) -> str:

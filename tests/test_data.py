@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from paretokd import data
-from paretokd.config import BUILTIN_CORPUS, DataSpec
+from paretokd.config import BUILTIN_CORPUS, DataSpec, EvaluationSpec
 from paretokd.errors import ParetokdError
 
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
@@ -77,8 +77,9 @@ def test_split_too_small_says_what_to_lower() -> None:
 # --- local files ------------------------------------------------------------------------------
 
 
-def _load(path: Path, tmp_path: Path, **kwargs: object) -> tuple[list[str], str]:
-    return data.load_texts(_spec(str(path), **kwargs), tmp_path / "cache")
+def _load(path: Path, tmp_path: Path, **kwargs: object) -> tuple[list[data.Text], str]:
+    table = data.load_table(_spec(str(path), **kwargs), tmp_path / "cache")
+    return table.texts, table.description
 
 
 def test_txt_one_text_per_non_empty_line(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_tsv_keeps_quotes_and_honours_text_column(tmp_path: Path) -> None:
     path.write_text("first\tsecond\n" + "\n".join(lines) + "\n")
     texts, _ = _load(path, tmp_path)
     assert texts == ['He said "wait'] + SENTENCES
-    texts, description = _load(path, tmp_path, text_column="second")
+    texts, description = _load(path, tmp_path, text_columns=("second",))
     assert texts == ["short one"] + [f"other {i}" for i in range(len(SENTENCES))]
     assert "'second'" in description
 
@@ -125,21 +126,21 @@ def test_json_jsonl_and_parquet(tmp_path: Path) -> None:
 
     parquet = tmp_path / "corpus.parquet"
     datasets.Dataset.from_list(records).to_parquet(str(parquet))
-    assert _load(parquet, tmp_path, text_column="text")[0] == SENTENCES
+    assert _load(parquet, tmp_path, text_columns=("text",))[0] == SENTENCES
 
 
 def test_missing_column_lists_available_ones(tmp_path: Path) -> None:
     path = tmp_path / "corpus.csv"
     path.write_text("sentence,label\nA made-up line of text.,1\n")
     with pytest.raises(ParetokdError, match=r"'body'.*available: 'sentence', 'label'"):
-        _load(path, tmp_path, text_column="body")
+        _load(path, tmp_path, text_columns=("body",))
 
 
 def test_non_text_column_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "corpus.csv"
     path.write_text("sentence,label\nA made-up line of text.,1\n")
     with pytest.raises(ParetokdError, match="not text"):
-        _load(path, tmp_path, text_column="label")
+        _load(path, tmp_path, text_columns=("label",))
     numbers = tmp_path / "numbers.csv"
     numbers.write_text("a,b\n1,2\n")
     with pytest.raises(ParetokdError, match="no text column"):
@@ -167,7 +168,7 @@ def test_missing_file_is_reported_without_asking_the_hub(tmp_path: Path) -> None
     with pytest.raises(ParetokdError, match="does not exist"):
         _load(tmp_path / "nope.csv", tmp_path)
     with pytest.raises(ParetokdError, match="does not exist"):
-        data.load_texts(_spec("corpora/mine/train"), tmp_path)
+        data.load_table(_spec("corpora/mine/train"), tmp_path)
 
 
 def test_unreachable_dataset_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,7 +179,7 @@ def test_unreachable_dataset_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ParetokdError, match="could not be loaded.*neither an existing local file"):
-        data.load_texts(_spec("no-such-dataset-paretokd"), tmp_path)
+        data.load_table(_spec("no-such-dataset-paretokd"), tmp_path)
 
 
 # --- the built-in corpus ----------------------------------------------------------------------
@@ -187,7 +188,8 @@ def test_unreachable_dataset_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_stdlib_corpus_builds_caches_and_reloads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    texts, description = data.load_texts(_spec(), tmp_path)
+    table = data.load_table(_spec(), tmp_path)
+    texts, description = table.texts, table.description
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     cache = tmp_path / f"stdlib-docstrings-py{version}.txt"
     assert cache.is_file() and str(cache) in description
@@ -203,8 +205,8 @@ def test_stdlib_corpus_builds_caches_and_reloads(
         raise AssertionError("the cache should have been read")
 
     monkeypatch.setattr(data, "stdlib_sentences", boom)
-    again, again_description = data.load_texts(_spec(), tmp_path)
-    assert again == texts and again_description == description
+    again = data.load_table(_spec(), tmp_path)
+    assert again.texts == texts and again.description == description
 
     splits = data.load_splits(_spec(), seed=0, cache_dir=tmp_path)
     assert len(splits.proxy_eval) == DataSpec().proxy_eval
@@ -239,6 +241,90 @@ def test_sst2_dev_tsv(tmp_path: Path) -> None:
     path = SHARED_DATA / "sst2" / "dev.tsv"
     if not path.is_file():
         pytest.skip(f"{path} is not available")
-    texts, description = data.load_texts(_spec(str(path)), tmp_path)
+    texts, description = _load(path, tmp_path)
     assert len(texts) > 6000
     assert "'sentence'" in description
+
+
+def test_sst2_with_labels_and_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (SHARED_DATA / "sst2" / "dev.tsv").is_file():
+        pytest.skip("../shared/data is not available")
+    monkeypatch.setenv(data.DATA_ROOT_ENV, str(SHARED_DATA))
+    table = data.load_table(_spec("sst2/dev.tsv", label_column="label"), tmp_path)
+    assert table.labels is not None and len(table.labels) == len(table.texts) > 6000
+    assert set(table.labels) == {0, 1}
+    assert str(SHARED_DATA) in table.description
+
+
+def test_stsb_pairs_from_a_headerless_tsv(tmp_path: Path) -> None:
+    path = SHARED_DATA / "stsb" / "sts-dev.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    # sts-dev.csv is a headerless TSV despite its name; some lines carry extra columns.
+    names = ("genre", "file", "year", "id", "score", "sentence1", "sentence2")
+    spec = EvaluationSpec(
+        source=str(path),
+        column_names=names,
+        delimiter="\t",
+        text_columns=("sentence1", "sentence2"),
+        label_column="score",
+    )
+    table = data.load_table(spec, tmp_path)
+    assert len(table.texts) == 1500
+    assert all(isinstance(t, tuple) and len(t) == 2 for t in table.texts)
+    assert table.labels is not None and min(table.labels) == 0 and max(table.labels) == 5
+
+
+def test_headerless_tsv_pairs_and_labels(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.tsv"
+    path.write_text(
+        f"a\t4.5\t{SENTENCES[0]}\t{SENTENCES[1]}\textra\tcolumns\n"
+        f"b\t1.0\t{SENTENCES[2]}\t{SENTENCES[3]}\n"
+        f"c\t\t{SENTENCES[3]}\t{SENTENCES[4]}\n"  # no score: dropped
+    )
+    spec = EvaluationSpec(
+        source=str(path),
+        column_names=("id", "score", "one", "two"),
+        text_columns=("one", "two"),
+        label_column="score",
+    )
+    table = data.load_table(spec, tmp_path)
+    assert table.texts == [(SENTENCES[0], SENTENCES[1]), (SENTENCES[2], SENTENCES[3])]
+    assert table.labels == [4.5, 1.0]
+
+
+def test_missing_label_column_and_columns_on_text_files(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.csv"
+    path.write_text("sentence,label\nA made-up line of text.,1\n")
+    with pytest.raises(ParetokdError, match=r"label_column 'gold'.*available: 'sentence'"):
+        _load(path, tmp_path, label_column="gold")
+    txt = tmp_path / "corpus.txt"
+    txt.write_text(SENTENCES[0] + "\n")
+    with pytest.raises(ParetokdError, match="label_column set, but .*plain text file"):
+        _load(txt, tmp_path, label_column="label")
+
+
+def test_split_keeps_the_labels_of_proxy_eval() -> None:
+    spec = _spec(proxy_train=20, proxy_eval=10)
+    texts = _texts(50) + _texts(5)  # duplicates keep their first label
+    labels = [i % 3 for i in range(50)] + [9] * 5
+    splits = data.split(texts, spec, seed=0, labels=labels)
+    assert splits.proxy_eval_labels is not None
+    for text, label in zip(splits.proxy_eval, splits.proxy_eval_labels, strict=True):
+        assert label == texts.index(text) % 3
+
+
+def test_encode_labels() -> None:
+    label2id = {"negative": 0, "positive": 1}
+    assert data.encode_labels(["positive", 0, "1"], "classification", label2id, 2, "t") == [
+        1.0,
+        0.0,
+        1.0,
+    ]
+    with pytest.raises(ParetokdError, match=r"label 'neutral' is not one of .*2 classes"):
+        data.encode_labels(["neutral"], "classification", label2id, 2, "t")
+    with pytest.raises(ParetokdError, match="label 3 is not one of"):
+        data.encode_labels([3], "classification", label2id, 2, "t")
+    assert data.encode_labels(["4.5", 2], "regression", {}, 1, "t") == [4.5, 2.0]
+    with pytest.raises(ParetokdError, match="not a number"):
+        data.encode_labels(["high"], "regression", {}, 1, "t")

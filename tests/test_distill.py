@@ -14,12 +14,15 @@ import torch
 from transformers import AutoModel, BertConfig, BertTokenizerFast, PreTrainedModel
 
 from paretokd import student
+from paretokd.config import TaskSpec
 from paretokd.distill import (
     UNTRAINED_LOSS,
     Projections,
     TeacherTargets,
     evaluate,
     layer_losses,
+    logit_loss,
+    logit_loss_sums,
     make_batches,
     normalised_mse,
     residual_order,
@@ -30,6 +33,7 @@ from paretokd.student import layer_map
 
 TEACHER_LAYERS = 4
 TEACHER_WIDTH = 32
+AGNOSTIC = TaskSpec()
 STUDENT = Arch(num_layers=2, hidden_size=16, num_heads=2, intermediate_size=32)
 
 
@@ -271,7 +275,7 @@ def test_train_decreases_the_loss_and_evaluate_is_finite(teacher: PreTrainedMode
     model = student.build(STUDENT, teacher)
     train_targets = TeacherTargets(teacher, _random_batches(0), keep=True)
     eval_targets = TeacherTargets(teacher, _random_batches(1), keep=True)
-    before = evaluate(model, Projections(2, 16, TEACHER_WIDTH), eval_targets)
+    before = evaluate(model, Projections(2, 16, TEACHER_WIDTH), eval_targets, AGNOSTIC)
 
     seen: list[tuple[int, float]] = []
     result, proj = train(
@@ -281,6 +285,7 @@ def test_train_decreases_the_loss_and_evaluate_is_finite(teacher: PreTrainedMode
         learning_rate=1e-2,
         weight_decay=0.0,
         seed=0,
+        task=AGNOSTIC,
         progress=lambda step, loss: seen.append((step, loss)),
     )
     assert [s for s, _ in seen] == list(range(1, 21))
@@ -290,7 +295,7 @@ def test_train_decreases_the_loss_and_evaluate_is_finite(teacher: PreTrainedMode
     assert result.train_loss == pytest.approx(sum(loss for _, loss in seen[-2:]) / 2)
     assert not model.training
 
-    after = evaluate(model, proj, eval_targets)
+    after = evaluate(model, proj, eval_targets, AGNOSTIC)
     assert isinstance(after, float)
     assert math.isfinite(after)
     assert after < UNTRAINED_LOSS
@@ -300,14 +305,15 @@ def test_train_decreases_the_loss_and_evaluate_is_finite(teacher: PreTrainedMode
 def test_teacher_targets_are_kept_only_when_asked(teacher: PreTrainedModel) -> None:
     batches = _random_batches(2, n=2)
     kept = TeacherTargets(teacher, batches, keep=True)
-    states = kept[0]
+    states = kept[0].states
+    assert kept[0].logits is None  # a bare encoder has no head
     assert len(states) == TEACHER_LAYERS
     assert states[0].dtype == torch.float16
     assert states[0].shape == (4, 12, TEACHER_WIDTH)
-    assert kept[0] is states
+    assert kept[0].states is states
     fresh = TeacherTargets(teacher, batches, keep=False)
     assert fresh[0] is not fresh[0]
-    torch.testing.assert_close(fresh[0][-1], states[-1])
+    torch.testing.assert_close(fresh[0].states[-1], states[-1])
 
 
 # --- make_batches -------------------------------------------------------------------------------
@@ -338,8 +344,9 @@ def _texts() -> list[str]:
 def test_make_batches_group_by_length_and_cover_every_text(tokenizer: BertTokenizerFast) -> None:
     texts = _texts()
     max_length = 8
-    batches = make_batches(texts, tokenizer, batch_size=4, max_length=max_length)
+    batches, order = make_batches(texts, tokenizer, batch_size=4, max_length=max_length)
 
+    assert sorted(order) == list(range(len(texts)))
     assert [len(b["input_ids"]) for b in batches] == [4] * 5 + [3]
     widths = [b["input_ids"].shape[1] for b in batches]
     assert widths == sorted(widths)
@@ -361,13 +368,16 @@ def test_make_batches_group_by_length_and_cover_every_text(tokenizer: BertTokeni
 
     expected = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     assert Counter(rows) == Counter(tuple(ids) for ids in expected)
+    # Row k of the batches is text order[k].
+    assert rows == [tuple(expected[i]) for i in order]
     assert any(len(tokenizer(t)["input_ids"]) > max_length for t in texts)  # truncation mattered
 
 
 def test_make_batches_is_deterministic(tokenizer: BertTokenizerFast) -> None:
     texts = _texts()
-    a = make_batches(texts, tokenizer, batch_size=5, max_length=16)
-    b = make_batches(list(texts), tokenizer, batch_size=5, max_length=16)
+    a, order_a = make_batches(texts, tokenizer, batch_size=5, max_length=16)
+    b, order_b = make_batches(list(texts), tokenizer, batch_size=5, max_length=16)
+    assert order_a == order_b
     assert len(a) == len(b) == 5
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x["input_ids"], y["input_ids"])
@@ -406,7 +416,68 @@ def test_residual_order_ranks_dimensions_by_energy(teacher: PreTrainedModel) -> 
     energy = torch.zeros(teacher.config.hidden_size)
     for i in range(len(targets)):
         mask = batches[i]["attention_mask"].unsqueeze(-1)
-        for h in targets[i]:
+        for h in targets[i].states:
             energy += (h.float() ** 2 * mask).sum(dim=(0, 1))
     ranked = energy[torch.tensor(order)]
     assert bool((ranked[:-1] >= ranked[1:]).all())
+
+
+# --- task mode: logits -----------------------------------------------------------------------
+
+
+def test_logit_loss_is_zero_on_a_copy_and_scales_with_temperature() -> None:
+    teacher = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    assert float(logit_loss(teacher.clone(), teacher, "classification", 2.0)) == pytest.approx(0)
+    student = torch.zeros(2, 3)
+    # KL(p || uniform) by hand at T = 1, for the batch mean.
+    p = torch.softmax(teacher, dim=-1)
+    by_hand = float((p * (p.log() + math.log(3))).sum(dim=-1).mean())
+    assert float(logit_loss(student, teacher, "classification", 1.0)) == pytest.approx(by_hand)
+    # Regression: plain MSE on the one output.
+    reg = logit_loss(torch.tensor([[1.0], [2.0]]), torch.tensor([[0.0], [4.0]]), "regression", 2.0)
+    assert float(reg) == pytest.approx((1 + 4) / 2)
+
+
+def test_logit_loss_sums_normalise_to_one_for_an_uninformed_student() -> None:
+    teacher = torch.tensor([[2.0, -1.0], [0.0, 3.0], [1.0, 1.5]])
+    err, ref = logit_loss_sums(torch.zeros(3, 2), teacher, "classification", torch.zeros(()))
+    assert float(err / ref) == pytest.approx(1.0)  # uniform predictions explain nothing
+    err, _ = logit_loss_sums(teacher.clone(), teacher, "classification", torch.zeros(()))
+    assert float(err) == pytest.approx(0.0, abs=1e-6)
+    scores = torch.tensor([[1.0], [3.0], [5.0]])
+    mean = scores.mean(dim=0)
+    err, ref = logit_loss_sums(mean.expand(3, 1), scores, "regression", mean)
+    assert float(err / ref) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_task_mode_learns_the_teachers_logits(kind: str) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=TEACHER_WIDTH,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3 if kind == "classification" else 1,
+    )
+    torch.manual_seed(0)
+    teacher = AutoModelForSequenceClassification.from_config(config).eval()
+    for p in teacher.parameters():
+        # A head that says something: random heads predict near-uniform logits.
+        p.requires_grad_(False)
+    teacher.classifier.weight.mul_(20)
+    task = TaskSpec(kind=kind, temperature=2.0, hidden_weight=0.5)  # type: ignore[arg-type]
+    model = student.build(STUDENT, teacher)
+    assert type(model) is type(teacher)
+    train_targets = TeacherTargets(teacher, _random_batches(0), keep=True)
+    eval_targets = TeacherTargets(teacher, _random_batches(1), keep=True)
+    assert train_targets[0].logits is not None
+    before = evaluate(model, Projections(2, 16, TEACHER_WIDTH), eval_targets, task)
+    _, proj = train(
+        model, train_targets, steps=30, learning_rate=1e-2, weight_decay=0.0, seed=0, task=task
+    )
+    after = evaluate(model, proj, eval_targets, task)
+    assert math.isfinite(after) and after < before

@@ -76,6 +76,12 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
     # It is in the space, so the search starts from it: trial 0 is the reference.
     first = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}").trials[0]
     assert first.params == ref["arch"]
+    # Where the trial time went: the share spent on trials no budget could use.
+    spent = rec["search"]
+    assert spent["trials"] == 5 and spent["seconds"] > 0
+    assert 0 <= spent["never_pickable_seconds"] <= spent["seconds"]
+    assert spent["never_pickable_share"] == spent["never_pickable_seconds"] / spent["seconds"]
+    assert "time on never-pickable trials" in (out / "report.html").read_text()
     for pick in rec["picks"]:
         assert pick["trial"] is not None and pick["reason"] is None
         assert set(pick["arch"]) == {"num_layers", "hidden_size", "num_heads", "intermediate_size"}

@@ -210,3 +210,34 @@ def test_points_then_pick(study: optuna.Study) -> None:
     assert picks[0].reason is not None
     assert "2.00 ms" in picks[0].reason
     assert Arch(1, 32, 2, 64).id in picks[0].reason
+
+
+def test_spend_counts_the_time_of_never_pickable_trials() -> None:
+    import datetime
+
+    from paretokd import search
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    start = datetime.datetime(2026, 1, 1)
+    for seconds, over in ((4.0, -1.0), (1.0, 3.0), (5.0, -2.0)):
+        study.add_trial(
+            optuna.trial.FrozenTrial(
+                number=0,
+                state=optuna.trial.TrialState.COMPLETE,
+                value=None,
+                values=[0.5, 1.0],
+                datetime_start=start,
+                datetime_complete=start + datetime.timedelta(seconds=seconds),
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={"constraints": [over]},
+                intermediate_values={},
+                trial_id=0,
+            )
+        )
+    spent = search.spend(study)
+    assert (spent.trials, spent.never_pickable) == (3, 1)
+    assert spent.seconds == pytest.approx(10.0)
+    assert spent.never_pickable_seconds == pytest.approx(1.0)
+    assert spent.to_dict()["never_pickable_share"] == pytest.approx(0.1)

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,23 @@ from plotly.offline import get_plotlyjs
 
 from paretokd.distill import UNTRAINED_LOSS
 from paretokd.errors import ParetokdError
+from paretokd.metrics import WORST
 from paretokd.recommend import Pick, TrialPoint, pick
 from paretokd.report import (
     INFEASIBLE_NAME,
+    METRIC_IDEAL,
     PARAMS_TITLE,
     REFERENCE_LOSS,
+    REFERENCE_MODEL,
     TRIAL_META,
     X_TITLE,
+    Y_TITLE,
+    EvaluationRow,
     ReferencePoint,
     architectures_figure,
     architectures_info,
     default_reference,
+    evaluation_info,
     figures,
     hypervolume_2d,
     hypervolume_figure,
@@ -35,8 +42,11 @@ from paretokd.report import (
     latency_params_info,
     load_run,
     markdown_note,
+    objective_of,
     pareto_figure,
     pareto_info,
+    reference_point,
+    worst_value,
     write_report,
 )
 
@@ -431,16 +441,31 @@ def test_markdown_note_lists_picks_finals_and_reasons() -> None:
     assert "not trained yet" in rows[3]
 
 
-def _stored_run(tmp_path: Path, reference: bool = False) -> Path:
-    """A run folder as ``paretokd run`` leaves it, built from POINTS without training."""
+def _stored_run(
+    tmp_path: Path,
+    reference: bool = False,
+    *,
+    metric: bool = False,
+    evaluation: dict[str, Any] | None = None,
+) -> Path:
+    """A run folder as ``paretokd run`` leaves it, built from POINTS without training.
+
+    With ``metric``, the study maximises accuracy (METRIC_POINTS), as a task-metric
+    study does.
+    """
     out = tmp_path / "run"
     out.mkdir()
     study = optuna.create_study(
         study_name="demo",
         storage=f"sqlite:///{out / 'study.db'}",
-        directions=["minimize", "minimize"],
+        directions=["maximize" if metric else "minimize", "minimize"],
     )
-    for p in sorted(POINTS, key=lambda q: q.number):
+    if metric:  # a loss study keeps no metric names: "loss" is the default
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["accuracy", "latency_ms"])
+    trials = METRIC_POINTS if metric else POINTS
+    for p in sorted(trials, key=lambda q: q.number):
         study.add_trial(
             optuna.trial.create_trial(
                 values=[p.loss, p.latency_ms],
@@ -452,8 +477,8 @@ def _stored_run(tmp_path: Path, reference: bool = False) -> Path:
                 constraints={"latency_over_budget_ms": p.latency_ms - 20.0},
             )
         )
-    picks = pick(POINTS, BUDGETS)
-    rec = {
+    picks = pick(trials, BUDGETS, maximise=metric)
+    rec: dict[str, Any] = {
         "study": "demo",
         "storage": "sqlite:///run/study.db",
         "latency_setup": {"device": "cpu", "threads": 1},
@@ -475,6 +500,8 @@ def _stored_run(tmp_path: Path, reference: bool = False) -> Path:
             "latency_ms": 12.0,
             "proxy_loss": 0.45,
         }
+    if evaluation is not None:
+        rec["evaluation"] = evaluation
     (out / "recommendations.json").write_text(json.dumps(rec))
     return out
 
@@ -491,6 +518,7 @@ def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:
     assert run.summary["trials"] == "6" and run.summary["teacher"] == "tiny (22.7M params)"
     assert run.title == "paretokd study demo"
     assert len(figures(run.points, run.picks, run.references)) == 4
+    assert (run.objective, run.maximise, run.evaluation) == ("loss", False, None)
 
 
 def test_load_run_reads_the_hand_crafted_reference(tmp_path: Path) -> None:
@@ -548,3 +576,196 @@ def test_latency_axes_turn_logarithmic_when_budgets_dwarf_the_trials() -> None:
     near = pareto_info(POINTS, _picks(), [TEACHER])
     assert not near.x_log and pareto_figure(near).layout.xaxis.type is None
     assert not latency_params_info(POINTS, _picks(), [TEACHER]).y_log
+
+
+# --- a study that maximises a task metric ---------------------------------------------------
+
+
+# POINTS' trials with accuracy as objective 1: higher is better, untrained trials score 0.
+METRIC_POINTS = [
+    _point(0, _arch(1, 128, 2, 256), 3.0, 0.6, on_front=True),
+    _point(3, _arch(4, 384, 8, 1536), 15.0, 0.9, on_front=True),
+    _point(1, _arch(2, 256, 4, 512), 8.0, 0.8, on_front=True),
+    _point(2, _arch(2, 192, 4, 512), 9.0, 0.7),
+    _point(4, _arch(6, 384, 8, 1536), 30.0, WORST["accuracy"], feasible=False),
+    _point(5, _arch(5, 384, 8, 1536), 25.0, WORST["accuracy"], feasible=False),
+]
+
+
+def _metric_picks() -> list[Pick]:
+    return pick(METRIC_POINTS, BUDGETS, maximise=True)
+
+
+def test_labels_default_to_the_proxy_loss(tmp_path: Path) -> None:
+    drawn = figures(POINTS, _picks(), [TEACHER])
+    assert drawn[0].figure.layout.yaxis.title.text == Y_TITLE
+    (par,) = drawn[3].figure.data
+    assert par.dimensions[-1].label == "proxy loss"
+    assert par.line.colorbar.title.text.startswith("proxy loss")
+    assert "proxy loss (darker is better)" in drawn[3].caption
+    assert "loss < 1, p50 < 20.0 ms" in drawn[1].title
+    text = _write(tmp_path).read_text(encoding="utf-8")
+    assert "<th>proxy loss</th>" in text and "proxy accuracy" not in text
+    assert "<h2>Evaluation</h2>" not in text
+
+
+def test_labels_colours_and_rows_follow_a_maximised_metric(tmp_path: Path) -> None:
+    drawn = figures(METRIC_POINTS, _metric_picks(), [TEACHER], objective="accuracy", maximise=True)
+
+    assert drawn[0].title == "Accuracy against latency"
+    assert "bottom row" in drawn[0].caption
+    y_title = drawn[0].figure.layout.yaxis.title.text
+    assert y_title.startswith("Proxy accuracy") and "higher is better" in y_title
+    assert "accuracy > 0, p50 < 20.0 ms" in drawn[1].title
+    assert "accuracy·ms" in drawn[1].figure.data[0].hovertext[-1]
+    assert "proxy accuracy (darker is better)" in drawn[3].caption
+    (par,) = drawn[3].figure.data
+    assert par.dimensions[-1].label == "proxy accuracy"
+    assert par.line.colorbar.title.text.startswith("proxy accuracy")
+    # Reversed scale: the best (highest) accuracy is dark, and the grey slot is at the bottom.
+    assert par.line.colorscale[0][1] == par.line.colorscale[1][1] == "rgb(150, 150, 150)"
+    assert par.line.colorscale[-1][1] == "#440154"  # Viridis' darkest colour
+    colors = list(par.line.color)
+    assert colors[:4] == [0.6, 0.8, 0.7, 0.9]
+    assert colors[4] == colors[5] == par.line.cmin < 0.6 and par.line.cmax == 0.9
+
+    text = _write(
+        tmp_path,
+        points=METRIC_POINTS,
+        picks=_metric_picks(),
+        objective="accuracy",
+        maximise=True,
+    ).read_text(encoding="utf-8")
+    assert "<th>proxy accuracy</th>" in text and "proxy loss" not in text
+
+
+def test_pareto_info_puts_untrained_trials_below_a_maximised_metric() -> None:
+    info = pareto_info(
+        METRIC_POINTS, _metric_picks(), [TEACHER], objective="accuracy", maximise=True
+    )
+    assert [p.trial for p in info.front] == [0, 1, 3]
+    (row,) = {p.y for p in info.infeasible}
+    feasible = [p.y for p in (*info.front, *info.dominated)]
+    assert info.y_range[0] < row < min(feasible) and info.y_range[1] >= max(feasible)
+    assert "accuracy: not trained" in info.infeasible[0].hover
+    assert "accuracy 0.8" in next(p.hover for p in info.front if p.trial == 1)
+    assert [(m.trial, m.y) for m in info.picks] == [(1, 0.8), (3, 0.9)]
+
+
+def test_hypervolume_of_a_maximised_metric_by_hand() -> None:
+    assert worst_value() == REFERENCE_LOSS and worst_value("matthews") == -1.0
+    with pytest.raises(ParetokdError, match="unknown objective 'bleu'"):
+        worst_value("bleu")
+    ref = default_reference(METRIC_POINTS, BUDGETS, "accuracy")
+    assert ref == (0.0, 20.0)
+    assert hypervolume_2d([(0.6, 3.0)], ref, maximise=True) == pytest.approx(17 * 0.6)
+    two = [(0.6, 3.0), (0.8, 8.0)]
+    assert hypervolume_2d(two, ref, maximise=True) == pytest.approx(17 * 0.6 + 12 * 0.2)
+
+    info = hypervolume_info(METRIC_POINTS, ref, objective="accuracy", maximise=True)
+    assert info.ideal == METRIC_IDEAL and info.box == 20.0
+    assert info.values[1] == pytest.approx(17 * 0.6 + 12 * 0.2)  # trials 0 and 1
+    assert info.values[5] == info.values[3]  # untrained trials add nothing
+    assert 0 < info.shares[-1] < 1
+
+
+# --- the evaluation section -----------------------------------------------------------------
+
+
+def _score(value: float, latency_ms: float, speedup: float | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "metric": "accuracy",
+        "value": value,
+        "examples": 872,
+        "percent_of_teacher": 100.0 * value / 0.91,
+        "latency_ms": latency_ms,
+    }
+    if speedup is not None:
+        entry["speedup"] = speedup
+    return entry
+
+
+EVALUATION: dict[str, Any] = {
+    "set": "dev.tsv <sentence → label>",
+    "metric": "accuracy",
+    "examples": 872,
+    "teacher": _score(0.91, 39.1),
+    "reference": _score(0.85, 20.0, 39.1 / 20.0),
+    "picks": {"10ms": _score(0.80, 7.5, 39.1 / 7.5), "20ms": _score(0.88, 14.0, 39.1 / 14.0)},
+}
+
+
+def test_evaluation_info_rows() -> None:
+    info = evaluation_info(EVALUATION)
+
+    assert (info.description, info.metric, info.examples) == (
+        "dev.tsv <sentence → label>",
+        "accuracy",
+        872,
+    )
+    assert [r.model for r in info.rows] == [
+        "teacher",
+        REFERENCE_MODEL,
+        "pick for 10ms",
+        "pick for 20ms",
+    ]
+    teacher, ref, p10, p20 = info.rows
+    assert teacher == EvaluationRow("teacher", 0.91, 100.0, 39.1, 1.0)  # its speed-up: itself
+    assert ref.value == 0.85 and ref.percent_of_teacher == pytest.approx(93.407, abs=1e-3)
+    assert (p10.latency_ms, p10.speedup) == (7.5, pytest.approx(5.2133, abs=1e-4))
+    assert p20.percent_of_teacher == pytest.approx(96.703, abs=1e-3)
+
+    # No reference scored (a pick was the reference), a pick without a score.
+    partial = {**EVALUATION, "reference": None, "picks": {"10ms": EVALUATION["picks"]["10ms"]}}
+    assert [r.model for r in evaluation_info(partial).rows] == ["teacher", "pick for 10ms"]
+
+
+def test_write_report_shows_the_evaluation_section(tmp_path: Path) -> None:
+    text = _write(tmp_path, evaluation=EVALUATION).read_text(encoding="utf-8")
+
+    section = text[text.index("<h2>Evaluation</h2>") : text.index("<h2>Figures</h2>")]
+    assert "accuracy on dev.tsv &lt;sentence → label&gt; (872 examples)" in section
+    assert "<th>accuracy</th><th>% of teacher</th>" in section
+    rows = re.findall(r"<tr><td>.*</tr>", section)
+    assert len(rows) == 4
+    assert rows[0] == (
+        '<tr><td>teacher</td><td class="num">0.9100</td><td class="num">100.0%</td>'
+        '<td class="num">39.1</td><td class="num">1.0×</td></tr>'
+    )
+    assert f"<td>{REFERENCE_MODEL}</td>" in rows[1] and "93.4%" in rows[1] and "2.0×" in rows[1]
+    assert "<td>pick for 10ms</td>" in rows[2] and "87.9%" in rows[2] and "5.2×" in rows[2]
+    assert "96.7%" in rows[3] and "14.0" in rows[3] and "2.8×" in rows[3]
+    assert text.index("<h2>Recommendations</h2>") < text.index("<h2>Evaluation</h2>")
+
+
+def test_markdown_note_adds_the_evaluation_table() -> None:
+    note = markdown_note(
+        "Recommendations", _picks(), {}, TEACHER, objective="accuracy", evaluation=EVALUATION
+    )
+    lines = note.splitlines()
+    assert "| budget | trial | architecture | params | proxy accuracy |" in note
+    assert "### Evaluation: accuracy on dev.tsv <sentence → label> (872 examples)" in lines
+    start = lines.index("| model | accuracy | % of teacher | p50 (ms) | speed-up vs teacher |")
+    assert lines[start + 2] == "| teacher | 0.9100 | 100.0% | 39.1 | 1.0× |"
+    assert lines[start + 4] == "| pick for 10ms | 0.8000 | 87.9% | 7.50 | 5.2× |"
+    assert "Evaluation" not in markdown_note("Recommendations", _picks(), {}, TEACHER)
+
+
+def test_load_run_reads_the_objective_and_the_evaluation(tmp_path: Path) -> None:
+    run = load_run(_stored_run(tmp_path, reference=True, metric=True, evaluation=EVALUATION))
+
+    assert (run.objective, run.maximise) == ("accuracy", True)
+    assert objective_of(run.study) == ("accuracy", True)
+    assert run.evaluation == EVALUATION
+    assert run.picks == pick(run.points, BUDGETS, maximise=True)
+    # The reference's proxy loss does not belong on the accuracy axis: a vertical line.
+    assert run.references[1].loss is None
+    drawn = run.figures()
+    assert drawn[3].figure.data[0].dimensions[-1].label == "proxy accuracy"
+
+
+def test_reference_point_takes_the_studys_objective() -> None:
+    ref = {"name": "hand", "latency_ms": 12.0, "params": 4, "proxy_loss": 0.45}
+    assert reference_point(ref).loss == 0.45
+    assert reference_point(ref, "accuracy").loss is None
+    assert reference_point({**ref, "proxy_metric": 0.82}, "accuracy").loss == 0.82

@@ -1,0 +1,150 @@
+"""Quality benchmark: does a pick keep the teacher's STS-B quality at 3.2x and 7x its speed?
+
+Run by hand from the repository root (about 30-40 minutes on 2 CPU cores):
+
+    .venv/bin/python bench/quality.py --out runs/bench-quality --final-steps 2000
+
+What it does, in one process so every latency is measured side by side:
+
+1. Writes the corpus: the distinct sentences of ``../shared/data`` (SST-2
+   train, AG News, both sentences of STS-B train), one per line.
+2. Times the teacher (all-MiniLM-L6-v2) and the hand-crafted student (every
+   other layer) with the default latency protocol, and sets three budgets:
+   the teacher's p50 divided by 3.2 and by 7, and the hand-crafted student's p50.
+3. Runs ``paretokd run`` in-process with ``studies/stsb.yaml`` on that corpus
+   and those budgets; every pick and the hand-crafted student get the same
+   final distillation (``--final-steps``).
+4. Prints the evaluation: Spearman of the cosine similarity of mean-pooled
+   embeddings on ``../shared/data/stsb/sts-dev.csv``, as a percentage of the
+   teacher's, with the final p50 and speed-up, and checks the targets:
+   >= 97% at >= 3.2x, >= 90% at >= 7x, and a pick at or below the hand-crafted
+   student's latency scoring above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from paretokd import config, pipeline, search
+from paretokd import teacher as teacher_mod
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+STSB_NAMES = ["genre", "file", "year", "id", "score", "sentence1", "sentence2"]
+
+
+def _tsv_column(path: Path, column: int, header: bool) -> list[str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if header:
+            next(rows)
+        return [row[column] for row in rows if len(row) > column]
+
+
+def write_corpus(out: Path) -> tuple[Path, int]:
+    """The sentences of SST-2 train, AG News and STS-B train, distinct, one per line."""
+    texts = _tsv_column(SHARED / "sst2" / "train.tsv", 0, header=True)
+    texts += _tsv_column(SHARED / "agnews" / "train.tsv", 0, header=False)
+    stsb = SHARED / "stsb" / "sts-train.csv"
+    texts += _tsv_column(stsb, 5, header=False) + _tsv_column(stsb, 6, header=False)
+    distinct = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    path = out / "corpus.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(distinct) + "\n", encoding="utf-8")
+    return path, len(distinct)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-quality")
+    parser.add_argument("--final-steps", type=int, default=2000)
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--proxy-steps", type=int, default=None, help="Default: the spec's.")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"{SHARED} is missing: this benchmark needs the shared data sets")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    pipeline.quiet_libraries()
+
+    corpus, n_texts = write_corpus(args.out)
+    print(f"corpus: {n_texts} distinct sentences in {corpus}")
+    stsb = config.load(ROOT / "studies" / "stsb.yaml")
+    spec = dataclasses.replace(
+        stsb,
+        name="bench-quality",
+        trials=args.trials,
+        # The corpus file has one sentence a line: no columns to name.
+        data=config.DataSpec(
+            source=str(corpus),
+            proxy_train=stsb.data.proxy_train,
+            proxy_eval=stsb.data.proxy_eval,
+            max_length=stsb.data.max_length,
+        ),
+        evaluation=dataclasses.replace(
+            stsb.evaluation, source=str(SHARED / "stsb" / "sts-dev.csv")
+        ),
+    )
+    spec = config.override(
+        spec,
+        **{
+            "distill.final_steps": args.final_steps,
+            "distill.proxy_steps": args.proxy_steps,
+        },
+    )
+
+    teacher = teacher_mod.load(spec.teacher, spec.task)
+    teacher_ms = pipeline.measure_target("teacher", spec, teacher)["p50_ms"]
+    handcrafted = search.handcrafted_arch(teacher)
+    reference_ms = pipeline.measure_target(json.dumps(handcrafted.to_dict()), spec, teacher)[
+        "p50_ms"
+    ]
+    budgets = (teacher_ms / 7, teacher_ms / 3.2, reference_ms)
+    print(
+        f"teacher p50 {teacher_ms:.2f} ms; hand-crafted {handcrafted.id} "
+        f"p50 {reference_ms:.2f} ms; budgets "
+        + ", ".join(config.format_budget(round(b, 2)) for b in budgets)
+    )
+    spec = config.override(spec, budgets=tuple(round(b, 2) for b in budgets))
+    result = pipeline.run(spec, out=args.out / "run", show_progress=False)
+
+    ev = result.evaluation
+    assert ev is not None
+    teacher_score = ev["teacher"]["value"]
+    print(
+        f"\nteacher {ev['metric']} {teacher_score:.4f} "
+        f"(p50 in the run {result.teacher['latency_ms']:.2f} ms)"
+    )
+    rows = [("reference", ev["reference"])] + list(ev["picks"].items())
+    for name, entry in rows:
+        print(
+            f"{name:>10}: {entry['value']:.4f} = {entry['percent_of_teacher']:.1f}% of the teacher "
+            f"at {entry['latency_ms']:.2f} ms ({entry['speedup']:.2f}x)"
+        )
+    targets = {"3.2x": (3.2, 97.0), "7x": (7.0, 90.0)}
+    for label, (speed, keep) in targets.items():
+        met = [e for e in ev["picks"].values() if e["speedup"] >= speed]
+        best = max((e["percent_of_teacher"] for e in met), default=None)
+        verdict = "met" if best is not None and best >= keep else "NOT met"
+        shown = f"{best:.1f}%" if best is not None else "no pick that fast"
+        print(f"target {label} keeping >= {keep:.0f}%: best {shown} -> {verdict}")
+    ref = ev["reference"]
+    beating = [
+        e
+        for e in ev["picks"].values()
+        if e["latency_ms"] <= ref["latency_ms"] and e["value"] > ref["value"]
+    ]
+    print(
+        "a pick at or below the hand-crafted student's latency beats it: "
+        + ("yes" if beating else "no")
+    )
+    (args.out / "quality.json").write_text(json.dumps(ev, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
