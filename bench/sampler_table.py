@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paretokd.report import hypervolume_2d
+
 ROOT = Path(__file__).resolve().parent
 TABLE = ROOT / "data" / "sampler_table.json"
 BUDGET_MS = 20.0
@@ -119,17 +121,6 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
             )
 
 
-def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
-    """Exact 2-D hypervolume (both minimised) of ``points`` dominated region up to ``ref``."""
-    pts = sorted(p for p in points if p[0] < ref[0] and p[1] < ref[1])
-    area, best = 0.0, ref[1]
-    for i, (x, y) in enumerate(pts):
-        best = min(best, y)
-        nxt = pts[i + 1][0] if i + 1 < len(pts) else ref[0]
-        area += (nxt - x) * (ref[1] - best)
-    return area
-
-
 def _lookup(table: dict[str, Any]) -> tuple[Any, Any]:
     """A function arch → (loss, latency): exact row, else the nearest row (scaled grid distance)."""
     from paretokd.config import SpaceSpec
@@ -183,11 +174,11 @@ def run_sampler(table: dict[str, Any], sampler: str, trials: int, seed: int) -> 
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=smp)
     study.optimize(objective, n_trials=trials)
     feasible = [
-        (t.values[1], t.values[0])
+        (t.values[0], t.values[1])
         for t in study.trials
         if t.values is not None and t.user_attrs["violation"] <= 0
     ]
-    return hypervolume(feasible, (budget, 1.0))
+    return hypervolume_2d(feasible, (1.0, budget))
 
 
 def compare(path: Path, trials: int, seeds: int) -> None:
@@ -201,8 +192,8 @@ def compare(path: Path, trials: int, seeds: int) -> None:
     table = json.loads(path.read_text())
     rows = table["rows"]
     budget = float(table["budget_ms"])
-    feasible = [(r["latency_ms"], r["proxy_loss"]) for r in rows if r["latency_ms"] <= budget]
-    best = hypervolume(feasible, (budget, 1.0))
+    feasible = [(r["proxy_loss"], r["latency_ms"]) for r in rows if r["latency_ms"] <= budget]
+    best = hypervolume_2d(feasible, (1.0, budget))
     print(
         f"table: {len(rows)} architectures ({len(feasible)} within {budget:g} ms), "
         f"proxy_steps {table['proxy_steps']}; hypervolume of the whole table: {best:.4f}"

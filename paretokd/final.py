@@ -99,6 +99,22 @@ class FinalResult:
         }
 
 
+def copy_student(source: Path, job: Job, out_dir: Path) -> None:
+    """Give ``job`` the finished student in ``source`` (same architecture and settings).
+
+    Two budgets can pick one architecture; it is distilled once and copied,
+    and :func:`distill_and_export` then finds the copy finished.
+    """
+    target = out_dir / "students" / job.folder
+    if target.resolve() == source.resolve():
+        return
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+
+
 def _done(marker: Path, key: dict[str, Any]) -> FinalResult | None:
     """A finished student written by an earlier run with the same key, if any."""
     try:

@@ -123,6 +123,15 @@ def recommendations(
                 "proxy_loss": p.proxy_loss,
                 "latency_ms": p.latency_ms,
                 "final": done.to_dict() if done else None,
+                # How far the shipped student's p50 moved from the search's figure.
+                "final_vs_search": (
+                    done.latency.p50_ms / p.latency_ms - 1 if done and p.latency_ms else None
+                ),
+                "speedup": (
+                    teacher["latency_final_ms"] / done.latency.p50_ms
+                    if done and teacher.get("latency_final_ms")
+                    else None
+                ),
                 "score": scores.get(format_budget(p.budget_ms)),
             }
         )
@@ -286,15 +295,20 @@ def run(
     finals: dict[float, final.FinalResult] = {}
     students: dict[str, tuple[final.FinalResult, Any]] = {}
     jobs = [final.Job.for_pick(p) for p in picks if p.trial is not None]
-    same_as_reference = next((j.folder for j in jobs if j.arch == reference["arch"]), None)
-    if evalset is not None and jobs and same_as_reference is None:
-        # Scored against the picks, the reference gets the same final training.
+    if evalset is not None and jobs:
+        # Scored against the picks, the reference gets the same final training
+        # (or a copy, when a pick is the reference's architecture).
         jobs.append(final.Job(REFERENCE_FOLDER, reference["arch"], None, None))
     if do_final and jobs:
         full_train = final.training_targets(spec, teacher, splits)
+        done: dict[str, Path] = {}  # architecture id -> its finished folder in this run
         for job in jobs:
             label = f"final {job.folder}"
-            log.info("%s: distilling %s for %d steps", label, job.arch, spec.distill.final_steps)
+            arch_id = space.Arch.from_dict(job.arch).id
+            if arch_id in done:
+                final.copy_student(done[arch_id], job, where.out_dir)
+            else:
+                log.info("%s: distilling %s for %d steps", label, arch_id, spec.distill.final_steps)
             students[job.folder] = final.distill_and_export(
                 job,
                 spec,
@@ -305,13 +319,22 @@ def run(
                 where.out_dir,
                 progress=progress(label, spec.distill.final_steps) if progress else None,
             )
+            done[arch_id] = students[job.folder][0].dir
             if job.budget_ms is not None:
                 finals[job.budget_ms] = students[job.folder][0]
-    if same_as_reference in students:  # a pick is the reference: trained once, shown twice
-        students[REFERENCE_FOLDER] = students[same_as_reference]
+    teacher_ms = teacher_stats.p50_ms
+    teacher_now = None
+    if finals or students:
+        teacher_now = search.retime_teacher(ctx)
+        teacher_ms = teacher_now.p50_ms
+        log.info(
+            "teacher re-timed beside the final students: p50 %.2f ms (%+.1f%% from the search's)",
+            teacher_ms,
+            100 * (teacher_ms / teacher_stats.p50_ms - 1),
+        )
     evaluation = None
     if evalset is not None and students:
-        evaluation = evaluate(spec, teacher, teacher_stats.p50_ms, evalset, students)
+        evaluation = evaluate(spec, teacher, teacher_ms, evalset, students)
 
     teacher_info = {
         "name": teacher.name,
@@ -319,6 +342,8 @@ def run(
         "params": teacher.params,
         "latency_ms": teacher_stats.p50_ms,
         "latency": teacher_stats.to_dict(),
+        # Timed again beside the final students: their speed-ups use this one.
+        "latency_final_ms": teacher_now.p50_ms if teacher_now else None,
     }
     setup = fp.to_dict()
     spent = search.spend(study)
@@ -341,7 +366,9 @@ def run(
         + "\n",
     )
     teacher_ref = report.teacher_reference(teacher_info)
-    final_dicts = {b: f.to_dict() for b, f in finals.items()}
+    final_dicts = {
+        b: {**f.to_dict(), "speedup": teacher_ms / f.latency.p50_ms} for b, f in finals.items()
+    }
     objective, maximise = search.objective_name(spec), search.maximise(spec)
     references = [teacher_ref, report.reference_point(reference, objective)]
     figures = report.figures(points, picks, references, objective=objective, maximise=maximise)

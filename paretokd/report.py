@@ -966,7 +966,11 @@ def markdown_note(
         else:
             final = lookup_final(finals, pk.budget_ms) or {}
             loss, latency = final.get("loss"), final.get("latency_ms")
-            speedup = f"{teacher.latency_ms / float(latency):.1f}×" if teacher and latency else "—"
+            speedup = "—"
+            if final.get("speedup"):  # against the teacher re-timed beside the finals
+                speedup = f"{float(final['speedup']):.1f}×"
+            elif teacher and latency:
+                speedup = f"{teacher.latency_ms / float(latency):.1f}×"
             cells = [
                 budget,
                 str(pk.trial),
@@ -1458,7 +1462,9 @@ def _final_cells(final: dict[str, Any] | None, teacher: ReferencePoint | None) -
         return [_num(None)] * 3 + ["<td>not trained yet</td>"]
     loss, latency = final.get("loss"), final.get("latency_ms")
     speedup = None
-    if teacher is not None and latency:
+    if final.get("speedup"):  # against the teacher re-timed beside the finals
+        speedup = f"{float(final['speedup']):.1f}×"
+    elif teacher is not None and latency:
         speedup = f"{teacher.latency_ms / float(latency):.1f}×"
     return [
         _num(f"{float(loss):.4g}" if loss is not None else None),
