@@ -21,6 +21,11 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     # The built-in corpus cache goes to a temporary folder, never the user's.
     os.environ["PARETOKD_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # huggingface_hub reads the variable once, at import (test modules may have
+    # imported it already): without this, a hub id retries the network for ~20 s.
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def test_task_settings() -> None:
 
 @pytest.mark.parametrize("name", ["mnli-bert-base", "xlmr-multilingual"])
 def test_hub_teachers_fail_cleanly_offline(name: str) -> None:
-    # conftest sets HF_HUB_OFFLINE: the hub teacher is not in the cache here.
+    # conftest puts huggingface_hub offline: the hub teacher is not in the cache here.
     spec = config.load(STUDIES / f"{name}.yaml")
     with pytest.raises(ParetokdError, match="cannot load teacher"):
         teacher_mod.load(spec.teacher, spec.task)
