@@ -432,6 +432,14 @@ def _validate_task(spec: StudySpec) -> None:
     ):
         if columns is not None and len(columns) not in (1, 2):
             raise ParetokdError(f"{key} must name one column (texts) or two (sentence pairs)")
+    for key, delimiter in (
+        ("data.delimiter", data.delimiter),
+        ("evaluation.delimiter", evaluation.delimiter),
+    ):
+        if delimiter is not None and len(delimiter) != 1:
+            raise ParetokdError(
+                f'{key} must be one character (write a tab as "\\t"), got {delimiter!r}'
+            )
     if not (math.isfinite(task.temperature) and task.temperature > 0):
         raise ParetokdError("task.temperature must be a number above zero")
     if not (math.isfinite(task.hidden_weight) and task.hidden_weight >= 0):

@@ -379,3 +379,43 @@ def test_default_study_file_matches_the_builtin_default() -> None:
     if not path.exists():
         pytest.skip("studies/default.yaml is absent")
     assert config.load(path) == config.load(None)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("task:\n  kind: agnostic\n  objective: metric\n", "need a task head"),
+        ("task:\n  kind: regression\n  metric: accuracy\n", "does not score regression"),
+        ("task:\n  kind: classification\n  metric: pearson\n", "does not score classification"),
+        ("task:\n  kind: classification\n  objective: metric\n", "data.label_column"),
+        ("task:\n  kind: classification\n  temperature: 0\n", "temperature"),
+        ("task:\n  kind: classification\n  hidden_weight: -1\n", "hidden_weight"),
+        ("task:\n  metric: f2\n", "is not one of"),
+        ("data:\n  text_columns: [a, b, c]\n", "one column .texts. or two"),
+        ("data:\n  delimiter: '::'\n", "one character"),
+        ("evaluation:\n  source: dev.csv\n  text_columns: [a]\n  label_column: y\n", "two"),
+        ("evaluation:\n  source: dev.csv\n  text_columns: [a, b]\n", "label_column"),
+        ("evaluation:\n  max_examples: 0\n", "max_examples"),
+        (
+            "evaluation:\n  source: d.csv\n  text_columns: [a, b]\n  label_column: y\n"
+            "  metric: accuracy\n",
+            "spearman or pearson",
+        ),
+    ],
+)
+def test_task_and_evaluation_rules(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(ParetokdError, match=match):
+        config.load(_write(tmp_path, text))
+
+
+def test_task_metric_defaults_and_identity() -> None:
+    assert config.TaskSpec(kind="classification").resolved_metric == "accuracy"
+    assert config.TaskSpec(kind="regression").resolved_metric == "spearman"
+    base = config.StudySpec()
+    scored = dataclasses.replace(
+        base, evaluation=dataclasses.replace(base.evaluation, source="dev.tsv")
+    )
+    # The evaluation set may change between runs of a study; the task may not.
+    assert scored.hash == base.hash
+    task = dataclasses.replace(base, task=config.TaskSpec(temperature=4.0))
+    assert task.hash != base.hash
