@@ -20,6 +20,15 @@ FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")
 # ELECTRA ("encoder.layer") and DistilBERT ("transformer.layer").
 _LAYER_RE = re.compile(r"(?<=\.layer\.)(\d+)(?=\.)")
 
+# Tensors with an axis laid out head by head (heads x head size): the rows of
+# the query, key and value projections, and the columns of the attention's
+# output projection, in both naming schemes of the families.
+_HEAD_ROWS_RE = re.compile(
+    r"attention\.(self\.(query|key|value)|q_lin|k_lin|v_lin)\.(weight|bias)$"
+)
+_VALUE_RE = re.compile(r"attention\.(self\.value|v_lin)\.weight$")
+_HEAD_COLS_RE = re.compile(r"attention\.(output\.dense|out_lin)\.weight$")
+
 # The config attributes holding (layers, hidden size, heads, FFN width), per
 # family; every other family uses BERT's names. DistilBERT's attribute_map
 # aliases the first three to BERT's names but not the FFN width: setting
@@ -110,6 +119,68 @@ def kept_dims(order: Sequence[int] | None, width: int) -> list[int]:
     return sorted(order[:width]) if order is not None else list(range(width))
 
 
+def head_axis(name: str) -> int | None:
+    """Which axis of tensor ``name`` runs over attention heads (``None``: none)."""
+    if _HEAD_ROWS_RE.search(name):
+        return 0
+    if _HEAD_COLS_RE.search(name):
+        return 1
+    return None
+
+
+def head_importance(model: PreTrainedModel, layer: int) -> list[float]:
+    """A data-free importance of each attention head of ``layer``: how much it can write.
+
+    The Frobenius norm of the head's slice of the value projection times that of
+    the output projection: a head whose values or output map are small adds
+    little to the residual stream, whatever it attends to.
+    """
+    dims = sizes(model.config)
+    head = dims.hidden_size // dims.num_heads
+    in_layer = {n: t for n, t in model.state_dict().items() if _in_layer(n, layer)}
+    value = next(t for n, t in in_layer.items() if _VALUE_RE.search(n))
+    output = next(t for n, t in in_layer.items() if _HEAD_COLS_RE.search(n))
+    return [
+        float(value[h * head : (h + 1) * head].norm() * output[:, h * head : (h + 1) * head].norm())
+        for h in range(dims.num_heads)
+    ]
+
+
+def _in_layer(name: str, layer: int) -> bool:
+    match = _LAYER_RE.search(name)
+    return match is not None and int(match.group(1)) == layer
+
+
+def head_dims(
+    importance: Sequence[float], teacher_head: int, heads: int, head: int
+) -> list[int] | None:
+    """The teacher's head-axis entries a student attention of ``heads`` x ``head`` keeps.
+
+    Student head ``k`` is made of whole teacher heads: the ``k``-th group of
+    ``ceil(head / teacher_head)`` heads in order of importance (one head when the
+    student's heads are as narrow or narrower), truncated to ``head`` entries.
+    So a student with the teacher's head size keeps its most important heads
+    intact, and no student head mixes pieces of heads at random. Heads are kept
+    in the teacher's order within the selection.
+
+    Returns:
+        ``heads * head`` indices into the teacher's head axis, or ``None`` when
+        the teacher has too few heads for this shape (the caller slices as for
+        any other axis).
+    """
+    per = -(-head // teacher_head)  # teacher heads per student head, rounded up
+    if heads * per > len(importance):
+        return None
+    order = sorted(range(len(importance)), key=lambda h: (-importance[h], h))
+    chosen = sorted(order[: heads * per])
+    out: list[int] = []
+    for k in range(heads):
+        group = chosen[k * per : (k + 1) * per]
+        entries = [h * teacher_head + j for h in group for j in range(teacher_head)]
+        out.extend(entries[:head])
+    return out
+
+
 def build(
     arch: Arch,
     teacher: PreTrainedModel,
@@ -128,7 +199,10 @@ def build(
     every axis of the teacher's hidden size, the slice keeps the dimensions
     :func:`kept_dims` names: the teacher's most energetic residual dimensions
     carry most of what the student must reproduce (on MiniLM, the top 128 of 384
-    hold 64% of the energy, the first 128 only 32%). Other axes (vocabulary,
+    hold 64% of the energy, the first 128 only 32%). The attention's head axis
+    (query, key and value rows, output-projection columns) keeps whole teacher
+    heads instead, the most important first (:func:`head_dims`), so no student
+    head is a random mix of pieces of heads. Other axes (vocabulary,
     positions, FFN units, labels) keep their leading entries. The rule needs no
     names, so it slices task heads (pooler, classifier) too.
     """
@@ -141,6 +215,16 @@ def build(
         mapping = layer_map(arch.num_layers, teacher_dims.num_layers)
         width = teacher_dims.hidden_size
         keep = torch.tensor(kept_dims(residual_order, arch.hidden_size))
+        teacher_head = width // teacher_dims.num_heads
+        heads: dict[int, torch.Tensor | None] = {}
+        for t_layer in set(mapping):
+            chosen = head_dims(
+                head_importance(teacher, t_layer),
+                teacher_head,
+                arch.num_heads,
+                arch.hidden_size // arch.num_heads,
+            )
+            heads[t_layer] = torch.tensor(chosen) if chosen is not None else None
         source = teacher.state_dict()
         target = student.state_dict()
         with torch.no_grad():
@@ -149,8 +233,12 @@ def build(
                 if tname not in source:
                     continue  # e.g. a buffer the teacher does not have: keep the fresh init
                 src = source[tname]
+                layer = _LAYER_RE.search(tname)
+                by_head = heads.get(int(layer.group(1))) if layer else None
                 for axis, size in enumerate(tensor.shape):
-                    if src.shape[axis] == width and size == arch.hidden_size:
+                    if axis == head_axis(name) and by_head is not None:
+                        src = src.index_select(axis, by_head)
+                    elif src.shape[axis] == width and size == arch.hidden_size:
                         src = src.index_select(axis, keep)
                     else:
                         src = src.narrow(axis, 0, size)

@@ -216,13 +216,23 @@ def test_build_has_the_arch_sizes(teacher: PreTrainedModel) -> None:
     assert teacher.config.num_hidden_layers == TEACHER_LAYERS
 
 
+def _best_head_rows(teacher: PreTrainedModel, layer: int, n: int, size: int = 8) -> list[int]:
+    importance = student.head_importance(teacher, layer)
+    best = sorted(sorted(range(len(importance)), key=lambda h: -importance[h])[:n])
+    return [h * size + j for h in best for j in range(size)]
+
+
 def test_build_teacher_init_copies_leading_slices(teacher: PreTrainedModel) -> None:
     assert layer_map(2, TEACHER_LAYERS) == [1, 3]
     model = student.build(STUDENT, teacher, teacher_init=True)
     sd, tsd = model.state_dict(), teacher.state_dict()
-    torch.testing.assert_close(_query(model, 1), _query(teacher, 3)[:16, :16], rtol=0, atol=0)
-    torch.testing.assert_close(_query(model, 0), _query(teacher, 1)[:16, :16], rtol=0, atol=0)
-    assert not torch.equal(_query(model, 1), _query(teacher, 1)[:16, :16])
+    # Query rows run over heads: the student (2 heads of the teacher's size 8)
+    # keeps the two most important heads of its teacher layer, whole.
+    for mine, theirs in ((1, 3), (0, 1)):
+        want = _query(teacher, theirs)[_best_head_rows(teacher, theirs, 2)][:, :16]
+        torch.testing.assert_close(_query(model, mine), want, rtol=0, atol=0)
+    other = _query(teacher, 1)[_best_head_rows(teacher, 1, 2)][:, :16]
+    assert not torch.equal(_query(model, 1), other)
     for name in (
         "embeddings.word_embeddings.weight",
         "embeddings.position_embeddings.weight",
@@ -397,8 +407,9 @@ def test_build_slices_the_ordered_residual_dims(teacher: PreTrainedModel) -> Non
     keep = torch.tensor(list(range(16, 32)))
     words = teacher.embeddings.word_embeddings.weight
     assert torch.equal(model.embeddings.word_embeddings.weight, words[:, keep])
-    # An attention weight is sliced on both axes; layer_map(2, 4) == [1, 3].
-    expected = _query(teacher, 3)[keep][:, keep]
+    # A query weight: heads on its rows, the kept residual dims on its columns;
+    # layer_map(2, 4) == [1, 3].
+    expected = _query(teacher, 3)[_best_head_rows(teacher, 3, 2)][:, keep]
     assert torch.equal(_query(model, 1), expected)
 
 
@@ -481,3 +492,30 @@ def test_task_mode_learns_the_teachers_logits(kind: str) -> None:
     )
     after = evaluate(model, proj, eval_targets, task)
     assert math.isfinite(after) and after < before
+
+
+# --- attention heads ----------------------------------------------------------------------------
+
+
+def test_head_dims_keep_whole_heads_by_importance() -> None:
+    importance = [0.1, 0.9, 0.5, 0.7]  # teacher heads of size 8
+    # The teacher's head size: the two most important heads (1 and 3), whole, in order.
+    assert student.head_dims(importance, 8, heads=2, head=8) == [*range(8, 16), *range(24, 32)]
+    # Narrower heads: the leading entries of the most important heads.
+    assert student.head_dims(importance, 8, heads=2, head=4) == [8, 9, 10, 11, 24, 25, 26, 27]
+    # Wider heads: each student head is two whole teacher heads.
+    assert student.head_dims(importance, 8, heads=2, head=16) == list(range(32))
+    assert student.head_dims(importance, 8, heads=1, head=16) == [*range(8, 16), *range(24, 32)]
+    # Too many heads for the teacher: the caller falls back to plain slicing.
+    assert student.head_dims(importance, 8, heads=3, head=16) is None
+
+
+def test_a_student_with_the_teachers_head_size_keeps_its_best_heads(
+    teacher: PreTrainedModel,
+) -> None:
+    arch = Arch(num_layers=TEACHER_LAYERS, hidden_size=16, num_heads=2, intermediate_size=64)
+    model = student.build(arch, teacher)  # head size 8, as the teacher's (32 / 4)
+    for layer in range(TEACHER_LAYERS):
+        rows = _best_head_rows(teacher, layer, 2)
+        # No residual order given: the leading 16 residual dims on the other axis.
+        torch.testing.assert_close(_query(model, layer), _query(teacher, layer)[rows][:, :16])
