@@ -3,7 +3,7 @@
 Two steps, run by hand:
 
     # (a) build (or resume) the table: real latency and real proxy distillation
-    .venv/bin/python bench/sampler_table.py --build 450 --proxy-steps 40
+    .venv/bin/python bench/sampler_table.py --build 160 --proxy-steps 30
     # (b) compare the samplers on it (a lookup, no training: seconds)
     .venv/bin/python bench/sampler_table.py --compare --trials 30 --seeds 10
 
