@@ -102,11 +102,16 @@ def recommendations(
     teacher: dict[str, Any],
     reference: dict[str, Any],
     picks: list[recommend.Pick],
-    finals: dict[float, final.FinalResult],
+    finals: dict[float, dict[str, Any]],
     evaluation: dict[str, Any] | None = None,
     spent: search.Spend | None = None,
 ) -> dict[str, Any]:
-    """The content of ``recommendations.json``."""
+    """The content of ``recommendations.json``.
+
+    Args:
+        finals: Budget → the final student's record (:meth:`final.FinalResult.to_dict`
+            with its ``speedup`` over the teacher re-timed beside it).
+    """
     out_picks = []
     scores = (evaluation or {}).get("picks", {})
     for p in picks:
@@ -122,15 +127,10 @@ def recommendations(
                 "params": p.params,
                 "proxy_loss": p.proxy_loss,
                 "latency_ms": p.latency_ms,
-                "final": done.to_dict() if done else None,
+                "final": done,
                 # How far the shipped student's p50 moved from the search's figure.
                 "final_vs_search": (
-                    done.latency.p50_ms / p.latency_ms - 1 if done and p.latency_ms else None
-                ),
-                "speedup": (
-                    teacher["latency_final_ms"] / done.latency.p50_ms
-                    if done and teacher.get("latency_final_ms")
-                    else None
+                    done["latency_ms"] / p.latency_ms - 1 if done and p.latency_ms else None
                 ),
                 "score": scores.get(format_budget(p.budget_ms)),
             }
@@ -355,20 +355,21 @@ def run(
         spent.never_pickable_seconds,
         100 * spent.never_pickable_share,
     )
+    # Speed-ups against the teacher timed beside the finals, in the JSON and the report alike.
+    final_dicts = {
+        b: {**f.to_dict(), "speedup": teacher_ms / f.latency.p50_ms} for b, f in finals.items()
+    }
     rec_path = files.write_text(
         where.out_dir / "recommendations.json",
         json.dumps(
             recommendations(
-                where, setup, teacher_info, reference, picks, finals, evaluation, spent
+                where, setup, teacher_info, reference, picks, final_dicts, evaluation, spent
             ),
             indent=2,
         )
         + "\n",
     )
     teacher_ref = report.teacher_reference(teacher_info)
-    final_dicts = {
-        b: {**f.to_dict(), "speedup": teacher_ms / f.latency.p50_ms} for b, f in finals.items()
-    }
     objective, maximise = search.objective_name(spec), search.maximise(spec)
     references = [teacher_ref, report.reference_point(reference, objective)]
     figures = report.figures(points, picks, references, objective=objective, maximise=maximise)

@@ -82,6 +82,15 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
     assert 0 <= spent["never_pickable_seconds"] <= spent["seconds"]
     assert spent["never_pickable_share"] == spent["never_pickable_seconds"] / spent["seconds"]
     assert "time on never-pickable trials" in (out / "report.html").read_text()
+    # Speed-ups are against the teacher re-timed beside the final students.
+    teacher_now = rec["teacher"]["latency_final_ms"]
+    assert teacher_now > 0
+    for pick in rec["picks"]:
+        final = pick["final"]
+        assert final["speedup"] == pytest.approx(teacher_now / final["latency_ms"])
+        assert pick["final_vs_search"] == pytest.approx(
+            final["latency_ms"] / pick["latency_ms"] - 1
+        )
     for pick in rec["picks"]:
         assert pick["trial"] is not None and pick["reason"] is None
         assert set(pick["arch"]) == {"num_layers", "hidden_size", "num_heads", "intermediate_size"}
