@@ -99,7 +99,7 @@ def main() -> None:
     )
 
     teacher = teacher_mod.load(spec.teacher, spec.task)
-    teacher_ms = pipeline.measure_target("teacher", spec, teacher)["p50_ms"]
+    teacher_ms = pipeline.measure_target(spec.teacher.name, spec)["p50_ms"]
     handcrafted = search.handcrafted_arch(teacher)
     reference_ms = pipeline.measure_target(json.dumps(handcrafted.to_dict()), spec, teacher)[
         "p50_ms"
