@@ -24,14 +24,13 @@ What it does, in one process so every latency is measured side by side:
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
-from paretokd import config, pipeline, search
+from paretokd import config, data, pipeline, search
 from paretokd import teacher as teacher_mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,21 +38,25 @@ SHARED = ROOT.parent / "shared" / "data"
 STSB_NAMES = ["genre", "file", "year", "id", "score", "sentence1", "sentence2"]
 
 
-def _tsv_column(path: Path, column: int, header: bool) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if header:
-            next(rows)
-        return [row[column] for row in rows if len(row) > column]
-
-
 def write_corpus(out: Path) -> tuple[Path, int]:
     """The sentences of SST-2 train, AG News and STS-B train, distinct, one per line."""
-    texts = _tsv_column(SHARED / "sst2" / "train.tsv", 0, header=True)
-    texts += _tsv_column(SHARED / "agnews" / "train.tsv", 0, header=False)
-    stsb = SHARED / "stsb" / "sts-train.csv"
-    texts += _tsv_column(stsb, 5, header=False) + _tsv_column(stsb, 6, header=False)
-    distinct = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    cache = out / "cache"
+    tables = [
+        config.TableSpec(source=str(SHARED / "sst2" / "train.tsv"), text_columns=("sentence",)),
+        config.TableSpec(
+            source=str(SHARED / "agnews" / "train.tsv"), column_names=("text", "label")
+        ),
+    ] + [
+        config.TableSpec(
+            source=str(SHARED / "stsb" / "sts-train.csv"),
+            delimiter="\t",
+            column_names=tuple(STSB_NAMES),
+            text_columns=(column,),
+        )
+        for column in ("sentence1", "sentence2")
+    ]
+    texts = [t for spec in tables for t in data.load_table(spec, cache).texts]
+    distinct = list(dict.fromkeys(str(t) for t in texts))
     path = out / "corpus.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(distinct) + "\n", encoding="utf-8")

@@ -26,6 +26,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from paretokd.config import TaskSpec
 from paretokd.data import Text
+from paretokd.metrics import UNTRAINED_LOSS
 from paretokd.student import layer_map
 
 Batch = dict[str, Tensor]
@@ -82,11 +83,6 @@ def normalised_mse(student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
     """
     err, ref = _squared_sums(student, teacher, mask)
     return err / ref.clamp_min(1e-12)
-
-
-UNTRAINED_LOSS = 1.0
-"""The normalised loss of a student that explains nothing (see :func:`normalised_mse`
-and :func:`logit_loss_sums`)."""
 
 
 def logit_loss(student: Tensor, teacher: Tensor, kind: str, temperature: float) -> Tensor:

@@ -147,7 +147,7 @@ def recommendations(
     }
 
 
-def _scored(value: scoring.Score, teacher: scoring.Score, latency_ms: float | None) -> dict:
+def _scored(value: scoring.Score, teacher: scoring.Score, latency_ms: float) -> dict[str, Any]:
     return {
         **value.to_dict(),
         "percent_of_teacher": 100.0 * value.value / teacher.value if teacher.value else None,
@@ -189,8 +189,8 @@ def evaluate(
         "picks": {},
     }
     for name, (result, model) in students.items():
-        entry = _scored(scoring.score(model, tok, evalset, spec), teacher_score, None)
-        entry["latency_ms"] = result.latency.p50_ms
+        score = scoring.score(model, tok, evalset, spec)
+        entry = _scored(score, teacher_score, result.latency.p50_ms)
         entry["speedup"] = teacher_latency_ms / result.latency.p50_ms
         log.info(
             "evaluation: %s %s %.4f (%.1f%% of the teacher) at %.2f ms (%.1fx)",

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from paretokd import files
 from paretokd.config import format_budget
 from paretokd.errors import ParetokdError
-from paretokd.metrics import WORST
+from paretokd.metrics import UNTRAINED_LOSS, worst
 from paretokd.recommend import Pick, TrialPoint
 from paretokd.space import Arch
 
@@ -59,12 +59,8 @@ PICKS_NAME = "picks"
 TRIAL_META = "trials"
 """``meta`` of the traces holding one marker per trial (front, dominated, infeasible)."""
 
-REFERENCE_LOSS = 1.0
-"""The hypervolume's reference loss: what an untrained student scores.
-
-Equal to :data:`paretokd.distill.UNTRAINED_LOSS`, which is not imported here
-because :mod:`paretokd.distill` imports torch.
-"""
+REFERENCE_LOSS = UNTRAINED_LOSS
+"""The hypervolume's reference loss: what an untrained student scores."""
 
 METRIC_IDEAL = 1.0
 """The best value of every task metric (:mod:`paretokd.metrics`): the far corner of the
@@ -90,20 +86,9 @@ def objective_label(objective: str = "loss") -> str:
 
 
 def worst_value(objective: str = "loss") -> float:
-    """Objective 1 of a student that was never trained: the hypervolume's reference.
-
-    :data:`REFERENCE_LOSS` for the loss, else the metric's lowest value
-    (:data:`paretokd.metrics.WORST`), as the search gives untrained trials.
-
-    Raises:
-        ParetokdError: If ``objective`` is neither ``"loss"`` nor a known metric.
-    """
-    if objective == "loss":
-        return REFERENCE_LOSS
-    if objective not in WORST:
-        known = ", ".join(["loss", *WORST])
-        raise ParetokdError(f"unknown objective {objective!r}: expected one of {known}")
-    return WORST[objective]
+    """Objective 1 of a student that was never trained: the hypervolume's reference
+    (see :func:`paretokd.metrics.worst`)."""
+    return worst(objective)
 
 
 def objective_of(study: optuna.Study) -> tuple[str, bool]:

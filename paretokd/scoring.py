@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from paretokd import data, distill, metrics
-from paretokd.config import Metric, StudySpec, TaskSpec
+from paretokd.config import Metric, StudySpec
 from paretokd.data import Text
 from paretokd.errors import ParetokdError
 from paretokd.teacher import Teacher
@@ -53,13 +53,13 @@ class Score:
         return asdict(self)
 
 
-def metric_of(logits: Tensor, gold: Sequence[float], task: TaskSpec) -> float:
-    """The task metric of a head's outputs against gold labels (in the same order)."""
-    if task.kind == "classification":
+def metric_of(logits: Tensor, gold: Sequence[float], kind: str, metric: Metric) -> float:
+    """``metric`` of a ``kind`` head's outputs against gold labels (in the same order)."""
+    if kind == "classification":
         predicted = [float(i) for i in logits.argmax(dim=-1).tolist()]
     else:
         predicted = logits[:, 0].tolist()
-    return metrics.score(task.resolved_metric, predicted, gold)
+    return metrics.score(metric, predicted, gold)
 
 
 def _in_text_order(values: Tensor, order: list[int]) -> Tensor:
@@ -109,8 +109,7 @@ def score(
     else:
         batches, order = distill.make_batches(evalset.texts, tokenizer, EVAL_BATCH, max_length)
         logits = _in_text_order(distill.predict(model, batches), order)
-        task = TaskSpec(kind=spec.task.kind, metric=evalset.metric)
-        value = metric_of(logits, evalset.gold, task)
+        value = metric_of(logits, evalset.gold, spec.task.kind, evalset.metric)
     return Score(metric=evalset.metric, value=value, examples=len(evalset.texts))
 
 

@@ -47,9 +47,7 @@ def maximise(spec: StudySpec) -> bool:
 
 def untrained_value(spec: StudySpec) -> float:
     """Objective 1 of a student that was never trained: the worst value it can take."""
-    if maximise(spec):
-        return metrics.WORST[spec.task.resolved_metric]
-    return distill.UNTRAINED_LOSS
+    return metrics.worst(objective_name(spec))
 
 
 def default_storage(out_dir: Path) -> str:
@@ -271,7 +269,8 @@ def proxy_metric(model: PreTrainedModel, ctx: Context) -> float:
     """The task metric of ``model`` on the held-out proxy texts' gold labels."""
     assert ctx.proxy_eval_labels is not None, "the metric objective needs data.label_column"
     logits = distill.predict(model, ctx.proxy_eval.batches)
-    return scoring.metric_of(logits, ctx.proxy_eval_labels, ctx.spec.task)
+    task = ctx.spec.task
+    return scoring.metric_of(logits, ctx.proxy_eval_labels, task.kind, task.resolved_metric)
 
 
 def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[Text]) -> str:
@@ -570,10 +569,9 @@ def retime_teacher(ctx: Context) -> latency.LatencyStats:
     in the same state.
     """
     with tempfile.TemporaryDirectory(prefix="paretokd-teacher-") as tmp:
-        path = Path(tmp) / "teacher.onnx"
         names = ctx.teacher.tokenizer.model_input_names
-        latency.export_onnx(ctx.teacher.model, names, path, ctx.spec.latency)
-        return latency.measure(path, ctx.spec.latency, ctx.teacher.config.vocab_size)
+        path = Path(tmp) / "teacher.onnx"
+        return latency.measure_model(ctx.teacher.model, names, ctx.spec.latency, path)
 
 
 DRIFT_EVERY = 8
