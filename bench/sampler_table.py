@@ -147,10 +147,16 @@ def _lookup(table: dict[str, Any]) -> tuple[Any, Any]:
     return find, s
 
 
-def run_sampler(table: dict[str, Any], sampler: str, trials: int, seed: int) -> float:
-    """Hypervolume of the feasible front one sampler finds in ``trials`` lookups."""
+def run_sampler(
+    table: dict[str, Any], sampler: str, trials: int, seed: int, distinct: bool = True
+) -> float:
+    """Hypervolume of the feasible front one sampler finds in ``trials`` lookups.
+
+    ``distinct=False`` runs the bare Optuna sampler, which may repeat architectures.
+    """
     import optuna
 
+    from paretokd import sampler as sampler_mod
     from paretokd import search, space
     from paretokd.config import SearchSpec, StudySpec
 
@@ -162,7 +168,8 @@ def run_sampler(table: dict[str, Any], sampler: str, trials: int, seed: int) -> 
     spec = dataclasses.replace(
         StudySpec(seed=seed), search=dataclasses.replace(SearchSpec(), sampler=sampler)
     )
-    smp = search.make_sampler(spec)
+    wrapped = sampler_mod.make(spec)
+    smp = wrapped if distinct else wrapped.base
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         row = find(space.suggest(trial, s))
@@ -201,6 +208,9 @@ def compare(path: Path, trials: int, seeds: int) -> None:
     results: dict[str, list[float]] = {}
     for name in ("random", "nsga2", "tpe"):
         results[name] = [run_sampler(table, name, trials, seed) for seed in range(seeds)]
+        results[f"{name}+rep"] = [
+            run_sampler(table, name, trials, seed, distinct=False) for seed in range(seeds)
+        ]
     base = statistics.median(results["random"])
     print(f"{trials} trials x {seeds} seeds; reference point (latency {budget:g} ms, loss 1.0)")
     print(f"{'sampler':<8} {'median HV':>10} {'of table':>9} {'vs random':>10}  min..max")

@@ -24,7 +24,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from transformers import PreTrainedModel
 
-from paretokd import dashboard, distill, latency, metrics, scoring, space, student
+from paretokd import dashboard, distill, latency, metrics, sampler, scoring, space, student
 from paretokd.config import StudySpec
 from paretokd.data import Splits, Text
 from paretokd.errors import ParetokdError
@@ -91,21 +91,6 @@ def storage(url: str, heartbeat_seconds: int = 30) -> RDBStorage:
         raise ParetokdError(f"cannot open storage {redact(url)}: {reason}") from None
 
 
-def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler the spec names, seeded from the spec.
-
-    ``seed_offset`` (derived from the trials already in the study and the
-    worker's index) keeps a resumed run or a second worker from replaying the
-    same random proposals.
-    """
-    seed = spec.seed + seed_offset
-    if spec.search.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=spec.search.population_size, seed=seed)
-    if spec.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
@@ -158,7 +143,7 @@ def open_study(
         study_name=study_name,
         storage=stor,
         directions=["maximize" if maximise(spec) else "minimize", "minimize"],
-        sampler=make_sampler(spec, n_existing + 7919 * worker),
+        sampler=sampler.make(spec, n_existing + 7919 * worker),
         load_if_exists=True,
     )
     attrs = study.user_attrs

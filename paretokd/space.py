@@ -57,6 +57,18 @@ def suggest(trial: optuna.trial.BaseTrial, space: SpaceSpec) -> Arch:
     )
 
 
+def distributions(space: SpaceSpec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The distributions :func:`suggest` samples from, by parameter name (the whole space)."""
+    lo, hi = space.num_layers
+    cat = optuna.distributions.CategoricalDistribution
+    return {
+        "num_layers": optuna.distributions.IntDistribution(lo, hi),
+        "hidden_size": cat(list(space.hidden_size)),
+        "num_heads": cat(list(space.num_heads)),
+        "intermediate_size": cat(list(space.intermediate_size)),
+    }
+
+
 def check_against_teacher(space: SpaceSpec, teacher_dims: Arch) -> None:
     """Refuse a space that asks for a student larger than its teacher in any dimension.
 
