@@ -318,10 +318,40 @@ def prepare(
     )
 
 
-def _cached(study: optuna.Study, arch_id: str, number: int) -> optuna.trial.FrozenTrial | None:
+@dataclass(frozen=True)
+class _Known:
+    """Figures the study already holds for an architecture."""
+
+    source: str
+    """Where they come from: ``trial N`` or ``reference``."""
+    latency: dict[str, Any]
+    trained: bool
+    value: float | None
+    """Objective 1, when it was trained."""
+    attrs: dict[str, float]
+    """``proxy_loss`` and, for a task with labels, ``proxy_metric``."""
+
+
+def _known(study: optuna.Study, arch_id: str, number: int, spec: StudySpec) -> _Known | None:
+    """The figures of an earlier trial of ``arch_id``, or of the reference when it is that.
+
+    The reference is measured and proxy-distilled before the search
+    (:func:`measure_reference`), under the trials' own settings: the trial that
+    starts the search from it reuses those figures instead of paying twice.
+    """
+    keys = ("proxy_loss", "proxy_metric")
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if t.number != number and t.user_attrs.get("arch_id") == arch_id:
-            return t
+            assert t.values is not None
+            attrs = {k: t.user_attrs[k] for k in keys if k in t.user_attrs}
+            trained = bool(t.user_attrs.get("trained"))
+            value = t.values[0] if trained else None
+            return _Known(f"trial {t.number}", t.user_attrs["latency"], trained, value, attrs)
+    ref = study.user_attrs.get("reference")
+    if ref is not None and ref["arch_id"] == arch_id:
+        attrs = {k: ref[k] for k in keys if k in ref}
+        value = attrs["proxy_metric"] if maximise(spec) else attrs["proxy_loss"]
+        return _Known("reference", ref["latency"], True, value, attrs)
     return None
 
 
@@ -337,8 +367,8 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
     An architecture slower than the largest budget is recorded as infeasible
     through an Optuna constraint and is not trained: its loss is
     :data:`paretokd.distill.UNTRAINED_LOSS`. An architecture already measured in
-    this study (same fingerprint, checked when the study opened) reuses its
-    figures.
+    this study (same fingerprint, checked when the study opened), the reference
+    included, reuses its figures.
     """
     spec = ctx.spec
     if _others(trial.study, trial.number) >= spec.trials:
@@ -353,14 +383,14 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
     budget = max(spec.budgets)
     timings: dict[str, float] = {}
 
-    earlier = _cached(trial.study, arch.id, trial.number)
+    known = _known(trial.study, arch.id, trial.number, spec)
     t0 = time.perf_counter()
     model = build_student(arch, ctx)
     timings["build_s"] = time.perf_counter() - t0
     params = student.count_params(model)
-    if earlier is not None:
-        stats = latency.LatencyStats(**earlier.user_attrs["latency"])
-        trial.set_user_attr("cached_from", earlier.number)
+    if known is not None:
+        stats = latency.LatencyStats(**known.latency)
+        trial.set_user_attr("cached_from", known.source)
     else:
         t0 = time.perf_counter()
         stats = time_student(model, ctx)
@@ -376,12 +406,10 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
     trained = stats.p50_ms <= budget
     if not trained:
         value = untrained_value(spec)
-    elif earlier is not None and earlier.user_attrs.get("trained"):
-        assert earlier.values is not None
-        value = earlier.values[0]
-        for key in ("proxy_loss", "proxy_metric"):
-            if key in earlier.user_attrs:
-                trial.set_user_attr(key, earlier.user_attrs[key])
+    elif known is not None and known.value is not None:
+        value = known.value
+        for key, figure in known.attrs.items():
+            trial.set_user_attr(key, figure)
     else:
         result, loss = proxy_distill(model, ctx)
         timings["distill_s"] = result.seconds
@@ -408,7 +436,7 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         return
     a = trial.user_attrs
     if "cached_from" in a:
-        note = f"same as trial {a['cached_from']}"
+        note = f"figures of {a['cached_from']}"
     elif a["trained"]:
         note = "trained"
     else:

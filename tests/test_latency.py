@@ -391,7 +391,7 @@ def test_an_architecture_is_measured_once_per_study_across_runs(
     first, *later = sorted(trials, key=lambda t: t.number)
     assert "latency_s" in first.user_attrs["timings"]
     for t in later:
-        assert t.user_attrs["cached_from"] == first.number
+        assert t.user_attrs["cached_from"] == f"trial {first.number}"
         assert "latency_s" not in t.user_attrs["timings"]
         assert t.user_attrs["latency"] == first.user_attrs["latency"]
         assert t.values == first.values

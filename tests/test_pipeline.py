@@ -76,6 +76,10 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
     # It is in the space, so the search starts from it: trial 0 is the reference.
     first = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}").trials[0]
     assert first.params == ref["arch"]
+    # ...and reuses the reference's figures instead of measuring and distilling it again.
+    assert first.user_attrs["cached_from"] == "reference"
+    assert "latency_s" not in first.user_attrs["timings"]
+    assert first.values == [ref["proxy_loss"], ref["latency_ms"]]
     # Where the trial time went: the share spent on trials no budget could use.
     spent = rec["search"]
     assert spent["trials"] == 5 and spent["seconds"] > 0
