@@ -27,8 +27,9 @@ from paretokd.config import StudySpec
 TRIES = 16
 """Proposals asked of the wrapped sampler before drawing an unseen architecture at random."""
 
-_TAKEN = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-"""Trials whose architecture is taken: done, being measured, or queued (the reference)."""
+_TAKEN = (TrialState.COMPLETE, TrialState.RUNNING)
+"""Trials whose architecture is taken: done, or being measured (by any worker). A queued
+trial (the reference) holds no parameters until it runs, and it runs first."""
 
 
 def make(spec: StudySpec, seed_offset: int = 0) -> DistinctSampler:
