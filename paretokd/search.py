@@ -325,9 +325,8 @@ class _Known:
     source: str
     """Where they come from: ``trial N`` or ``reference``."""
     latency: dict[str, Any]
-    trained: bool
     value: float | None
-    """Objective 1, when it was trained."""
+    """Objective 1; ``None`` when it was over the budget then, and not trained."""
     attrs: dict[str, float]
     """``proxy_loss`` and, for a task with labels, ``proxy_metric``."""
 
@@ -344,14 +343,13 @@ def _known(study: optuna.Study, arch_id: str, number: int, spec: StudySpec) -> _
         if t.number != number and t.user_attrs.get("arch_id") == arch_id:
             assert t.values is not None
             attrs = {k: t.user_attrs[k] for k in keys if k in t.user_attrs}
-            trained = bool(t.user_attrs.get("trained"))
-            value = t.values[0] if trained else None
-            return _Known(f"trial {t.number}", t.user_attrs["latency"], trained, value, attrs)
+            value = t.values[0] if t.user_attrs.get("trained") else None
+            return _Known(f"trial {t.number}", t.user_attrs["latency"], value, attrs)
     ref = study.user_attrs.get("reference")
     if ref is not None and ref["arch_id"] == arch_id:
         attrs = {k: ref[k] for k in keys if k in ref}
         value = attrs["proxy_metric"] if maximise(spec) else attrs["proxy_loss"]
-        return _Known("reference", ref["latency"], True, value, attrs)
+        return _Known("reference", ref["latency"], value, attrs)
     return None
 
 
