@@ -10,7 +10,6 @@ the two held-out losses (Kendall's tau and Spearman's rho).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import tempfile
@@ -19,8 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import optuna
 
 from paretokd import search, space
 from paretokd.config import SpaceSpec, StudySpec
@@ -38,28 +35,12 @@ POOL_FACTOR = 2
 # --- sampling architectures over the latency range ----------------------------------------
 
 
-def all_archs(space_spec: SpaceSpec) -> list[space.Arch]:
-    """Every architecture the space allows, built through :func:`paretokd.space.suggest`."""
-    lo, hi = space_spec.num_layers
-    grid = itertools.product(
-        range(lo, hi + 1),
-        space_spec.hidden_size,
-        space_spec.num_heads,
-        space_spec.intermediate_size,
-    )
-    names = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
-    return [
-        space.suggest(optuna.trial.FixedTrial(dict(zip(names, values, strict=True))), space_spec)
-        for values in grid
-    ]
-
-
 def sample_archs(space_spec: SpaceSpec, n: int, seed: int) -> list[space.Arch]:
     """``n`` distinct architectures drawn uniformly from the space (all of them if fewer).
 
     The first ``n`` of one seeded shuffle, so a larger ``n`` extends a smaller one.
     """
-    archs = all_archs(space_spec)
+    archs = space.all_archs(space_spec)
     random.Random(seed).shuffle(archs)
     return archs[:n]
 

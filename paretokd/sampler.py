@@ -10,7 +10,6 @@ front. :class:`DistinctSampler` asks the wrapped sampler again, and after
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from paretokd import space
-from paretokd.config import StudySpec
+from paretokd.config import SpaceSpec, StudySpec
 
 TRIES = 16
 """Proposals asked of the wrapped sampler before drawing an unseen architecture at random."""
@@ -47,7 +46,7 @@ def make(spec: StudySpec, seed_offset: int = 0) -> DistinctSampler:
         base = optuna.samplers.TPESampler(seed=seed, multivariate=True)
     else:
         base = optuna.samplers.RandomSampler(seed=seed)
-    return DistinctSampler(base, space.distributions(spec.space), seed)
+    return DistinctSampler(base, spec.space, seed)
 
 
 def _key(params: dict[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
@@ -58,23 +57,23 @@ class DistinctSampler(BaseSampler):
     """Wraps a sampler so that no trial repeats an architecture its study holds.
 
     Every parameter of the space is sampled jointly (relative sampling), so a
-    whole architecture can be checked before the trial uses it. Parameters the
-    wrapped sampler leaves out (its random start-up trials) are drawn
-    uniformly, as Optuna's own start-up sampling does. When every
-    architecture has been seen, the wrapped sampler's proposal stands.
+    whole architecture can be checked before the trial uses it. When the
+    wrapped sampler proposes nothing (its random start-up trials), an unseen
+    architecture is drawn uniformly, as Optuna's own start-up sampling would
+    draw one. When every architecture has been seen, the wrapped sampler's
+    proposal stands.
 
     Args:
         base: The sampler that proposes.
-        distributions: The whole space, as :func:`paretokd.space.distributions` gives it.
+        space_spec: The search space.
         seed: Seeds the uniform draws.
     """
 
-    def __init__(
-        self, base: BaseSampler, distributions: dict[str, BaseDistribution], seed: int | None
-    ) -> None:
+    def __init__(self, base: BaseSampler, space_spec: SpaceSpec, seed: int | None) -> None:
         self.base = base
-        self._space = distributions
-        self._names = sorted(distributions)
+        self._space = space.distributions(space_spec)
+        self._names = sorted(self._space)
+        self._all = [_key(a.to_dict(), self._names) for a in space.all_archs(space_spec)]
         self._rng = np.random.default_rng(seed)
 
     def reseed_rng(self) -> None:  # noqa: D102 (Optuna's interface)
@@ -97,14 +96,12 @@ class DistinctSampler(BaseSampler):
         inner = self.base.infer_relative_search_space(study, trial)
         proposal: dict[str, Any] = {}
         for _ in range(TRIES):
-            proposal = self._complete(self.base.sample_relative(study, trial, inner))
+            proposal = self.base.sample_relative(study, trial, inner)
+            if set(proposal) != set(self._names):
+                break  # a start-up trial: nothing proposed
             if _key(proposal, self._names) not in taken:
                 return proposal
-        unseen = [
-            combo
-            for combo in itertools.product(*(self._choices(n) for n in self._names))
-            if combo not in taken
-        ]
+        unseen = [combo for combo in self._all if combo not in taken]
         if not unseen:
             return proposal  # every architecture seen: a repeat is all there is
         return dict(zip(self._names, unseen[self._rng.integers(len(unseen))], strict=True))
@@ -130,18 +127,3 @@ class DistinctSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         self.base.after_trial(study, trial, state, values)
-
-    def _choices(self, name: str) -> list[Any]:
-        dist = self._space[name]
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
-            return list(dist.choices)
-        assert isinstance(dist, optuna.distributions.IntDistribution)
-        return list(range(dist.low, dist.high + 1, dist.step))
-
-    def _complete(self, params: dict[str, Any]) -> dict[str, Any]:
-        out = dict(params)
-        for name in self._names:
-            if name not in out:
-                choices = self._choices(name)
-                out[name] = choices[self._rng.integers(len(choices))]
-        return out

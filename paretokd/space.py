@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,6 +68,19 @@ def distributions(space: SpaceSpec) -> dict[str, optuna.distributions.BaseDistri
         "num_heads": cat(list(space.num_heads)),
         "intermediate_size": cat(list(space.intermediate_size)),
     }
+
+
+def all_archs(space: SpaceSpec) -> list[Arch]:
+    """Every architecture the space allows, built through :func:`suggest`."""
+    lo, hi = space.num_layers
+    grid = itertools.product(
+        range(lo, hi + 1), space.hidden_size, space.num_heads, space.intermediate_size
+    )
+    names = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
+    return [
+        suggest(optuna.trial.FixedTrial(dict(zip(names, values, strict=True))), space)
+        for values in grid
+    ]
 
 
 def check_against_teacher(space: SpaceSpec, teacher_dims: Arch) -> None:
