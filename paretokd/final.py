@@ -142,6 +142,7 @@ def distill_and_export(
     full_train: distill.TeacherTargets,
     proxy_eval: distill.TeacherTargets,
     residual_order: list[int],
+    unit_order: list[list[int]],
     out_dir: Path,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[FinalResult, PreTrainedModel]:
@@ -169,7 +170,9 @@ def distill_and_export(
         reused = type(teacher.model).from_pretrained(target, use_safetensors=True)
         return replace(finished, budget_ms=job.budget_ms, trial=job.trial), reused.eval()
 
-    model = student.build(arch, teacher.model, spec.distill.teacher_init, residual_order)
+    model = student.build(
+        arch, teacher.model, spec.distill.teacher_init, residual_order, unit_order
+    )
     result, proj = distill.train(
         model,
         full_train,

@@ -316,6 +316,7 @@ def run(
                 full_train,
                 ctx.proxy_eval,
                 ctx.residual_order,
+                ctx.unit_order,
                 where.out_dir,
                 progress=progress(label, spec.distill.final_steps) if progress else None,
             )

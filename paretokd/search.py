@@ -207,6 +207,8 @@ class Context:
     workdir: Path
     residual_order: list[int]
     """The teacher's residual dimensions, most energetic first (see ``student.build``)."""
+    unit_order: list[list[int]]
+    """Per teacher layer, its FFN units, most important first (``student.unit_orders``)."""
     out_dir: Path | None = None
     """The run's folder: trials attach their ``latency.json`` to its artifact store."""
     fingerprint: dict[str, Any] | None = None
@@ -218,7 +220,7 @@ class Context:
 def build_student(arch: space.Arch, ctx: Context) -> PreTrainedModel:
     """A student of ``arch``, initialised from the teacher as the spec says."""
     teacher_init = ctx.spec.distill.teacher_init
-    return student.build(arch, ctx.teacher.model, teacher_init, ctx.residual_order)
+    return student.build(arch, ctx.teacher.model, teacher_init, ctx.residual_order, ctx.unit_order)
 
 
 def time_student(model: PreTrainedModel, ctx: Context) -> latency.LatencyStats:
@@ -312,6 +314,7 @@ def prepare(
         proxy_eval=targets[1],
         workdir=workdir,
         residual_order=distill.residual_order(targets[0]),
+        unit_order=student.unit_orders(teacher.model, targets[0].batches),
         out_dir=out_dir,
         fingerprint=latency.fingerprint(spec.latency).to_dict(),
         proxy_eval_labels=labels,

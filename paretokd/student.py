@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 import torch
@@ -146,6 +146,64 @@ def head_importance(model: PreTrainedModel, layer: int) -> list[float]:
     ]
 
 
+@torch.no_grad()
+def unit_orders(
+    model: PreTrainedModel, batches: Sequence[Mapping[str, torch.Tensor]]
+) -> list[list[int]]:
+    """Each layer's FFN units, most important first, measured on ``batches``.
+
+    A unit's importance is the root-mean-square of its activation over real
+    tokens times the norm of its output weights: the typical size of what it
+    writes to the residual stream. (A data-free score, input times output
+    weight norms, did not help: after 30 proxy steps it was worse than keeping
+    the leading units for two of four MiniLM students; this one was better
+    for all four.)
+    The activation is the down-projection's input, found by shape (the layer's
+    only linear map from the FFN width to the hidden size), so every family's
+    naming works.
+
+    Returns:
+        One list per teacher layer, of unit indices.
+    """
+    dims = sizes(model.config)
+    downs: dict[int, torch.nn.Linear] = {}
+    for name, module in model.named_modules():
+        layer = _LAYER_RE.search(name + ".")
+        if (
+            layer is not None
+            and isinstance(module, torch.nn.Linear)
+            and (module.in_features, module.out_features)
+            == (dims.intermediate_size, dims.hidden_size)
+        ):
+            downs[int(layer.group(1))] = module
+    squares = {i: torch.zeros(dims.intermediate_size) for i in downs}
+    mask: list[torch.Tensor] = []  # the current batch's real-token mask, read by the hooks
+
+    def hook(i: int) -> Callable[..., None]:
+        def record(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            squares[i] += (args[0][mask[0]].float() ** 2).sum(dim=0)
+
+        return record
+
+    handles = [m.register_forward_pre_hook(hook(i)) for i, m in downs.items()]
+    try:
+        for batch in batches:
+            mask[:] = [batch["attention_mask"].bool()]
+            model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [
+        _by_importance((squares[i].sqrt() * downs[i].weight.norm(dim=0)).tolist())
+        for i in range(dims.num_layers)
+    ]
+
+
+def _by_importance(importance: Sequence[float]) -> list[int]:
+    """Indices, most important first; ties keep index order (deterministic)."""
+    return sorted(range(len(importance)), key=lambda i: (-importance[i], i))
+
+
 def _in_layer(name: str, layer: int) -> bool:
     match = _LAYER_RE.search(name)
     return match is not None and int(match.group(1)) == layer
@@ -171,7 +229,7 @@ def head_dims(
     per = -(-head // teacher_head)  # teacher heads per student head, rounded up
     if heads * per > len(importance):
         return None
-    order = sorted(range(len(importance)), key=lambda h: (-importance[h], h))
+    order = _by_importance(importance)
     chosen = sorted(order[: heads * per])
     out: list[int] = []
     for k in range(heads):
@@ -186,6 +244,7 @@ def build(
     teacher: PreTrainedModel,
     teacher_init: bool = True,
     residual_order: Sequence[int] | None = None,
+    unit_order: Sequence[Sequence[int]] | None = None,
 ) -> PreTrainedModel:
     """Build a student of ``arch`` of the teacher's own class.
 
@@ -202,9 +261,22 @@ def build(
     hold 64% of the energy, the first 128 only 32%). The attention's head axis
     (query, key and value rows, output-projection columns) keeps whole teacher
     heads instead, the most important first (:func:`head_dims`), so no student
-    head is a random mix of pieces of heads. Other axes (vocabulary,
-    positions, FFN units, labels) keep their leading entries. The rule needs no
-    names, so it slices task heads (pooler, classifier) too.
+    head is a random mix of pieces of heads. The FFN units axis keeps each
+    layer's most important units (``unit_order``, from :func:`unit_orders`):
+    on MiniLM students keeping a third to two thirds of the units, the proxy
+    loss after 30 steps was 0.008-0.032 lower than with the leading units (and
+    0.011-0.019 lower after 120). Other
+    axes (vocabulary, positions, labels) keep their leading entries. The rule
+    needs no names, so it slices task heads (pooler, classifier) too.
+
+    Args:
+        arch: The student's sizes.
+        teacher: The model to slice.
+        teacher_init: Slice the teacher (else a fresh random init).
+        residual_order: The teacher's residual dimensions, most important first
+            (``distill.residual_order``); ``None`` keeps the leading ones.
+        unit_order: Per teacher layer, its FFN units, most important first
+            (:func:`unit_orders`); ``None`` keeps the leading ones.
     """
     cfg = student_config(arch, teacher.config)
     # `_from_config` is what AutoModel.from_config calls once it has found the
@@ -213,11 +285,15 @@ def build(
     teacher_dims = sizes(teacher.config)
     if teacher_init:
         mapping = layer_map(arch.num_layers, teacher_dims.num_layers)
-        width = teacher_dims.hidden_size
+        width, ffn = teacher_dims.hidden_size, teacher_dims.intermediate_size
         keep = torch.tensor(kept_dims(residual_order, arch.hidden_size))
         teacher_head = width // teacher_dims.num_heads
         heads: dict[int, torch.Tensor | None] = {}
+        units: dict[int, torch.Tensor] = {}
         for t_layer in set(mapping):
+            units[t_layer] = torch.tensor(
+                kept_dims(unit_order[t_layer] if unit_order else None, arch.intermediate_size)
+            )
             chosen = head_dims(
                 head_importance(teacher, t_layer),
                 teacher_head,
@@ -235,11 +311,14 @@ def build(
                 src = source[tname]
                 layer = _LAYER_RE.search(tname)
                 by_head = heads.get(int(layer.group(1))) if layer else None
+                by_unit = units.get(int(layer.group(1))) if layer else None
                 for axis, size in enumerate(tensor.shape):
                     if axis == head_axis(name) and by_head is not None:
                         src = src.index_select(axis, by_head)
                     elif src.shape[axis] == width and size == arch.hidden_size:
                         src = src.index_select(axis, keep)
+                    elif by_unit is not None and src.shape[axis] == ffn and size == len(by_unit):
+                        src = src.index_select(axis, by_unit)
                     else:
                         src = src.narrow(axis, 0, size)
                 tensor.copy_(src)

@@ -413,6 +413,46 @@ def test_build_slices_the_ordered_residual_dims(teacher: PreTrainedModel) -> Non
     assert torch.equal(_query(model, 1), expected)
 
 
+def test_unit_orders_rank_ffn_units_by_what_they_write(teacher: PreTrainedModel) -> None:
+    batches = _random_batches(4, n=2)
+    orders = student.unit_orders(teacher, batches)
+    assert len(orders) == teacher.config.num_hidden_layers
+    for i, order in enumerate(orders):
+        # Independently: the activation as BERT's `intermediate` module outputs it,
+        # over real tokens only, times the norm of each unit's output column.
+        acts: list[torch.Tensor] = []
+        handle = teacher.encoder.layer[i].intermediate.register_forward_hook(
+            lambda _m, _a, out, acts=acts: acts.append(out)
+        )
+        with torch.no_grad():
+            for batch in batches:
+                teacher(**batch)
+        handle.remove()
+        masks = [b["attention_mask"].bool() for b in batches]
+        real = torch.cat([a[m] for a, m in zip(acts, masks, strict=True)])
+        down = teacher.encoder.layer[i].output.dense.weight
+        score = (real**2).mean(dim=0).sqrt() * down.norm(dim=0)
+        ranked = score[torch.tensor(order)]
+        assert sorted(order) == list(range(teacher.config.intermediate_size))
+        assert bool((ranked[:-1] >= ranked[1:] - 1e-6).all())
+        assert order != list(range(teacher.config.intermediate_size))
+
+
+def test_build_keeps_the_ordered_ffn_units(teacher: PreTrainedModel) -> None:
+    units = [list(reversed(range(64)))] * 4  # the last units first, in every layer
+    model = student.build(Arch(2, 32, 4, 16), teacher, unit_order=units)
+    top = torch.arange(48, 64)
+    for s_layer, t_layer in enumerate(layer_map(2, 4)):
+        ours, theirs = model.encoder.layer[s_layer], teacher.encoder.layer[t_layer]
+        assert torch.equal(ours.intermediate.dense.weight, theirs.intermediate.dense.weight[top])
+        assert torch.equal(ours.intermediate.dense.bias, theirs.intermediate.dense.bias[top])
+        assert torch.equal(ours.output.dense.weight, theirs.output.dense.weight[:, top])
+    # Without an order the leading units are kept.
+    plain = student.build(Arch(2, 32, 4, 16), teacher)
+    lead = teacher.encoder.layer[1].intermediate.dense.weight[:16]
+    assert torch.equal(plain.encoder.layer[0].intermediate.dense.weight, lead)
+
+
 def test_projections_put_features_back_where_they_were_sliced_from() -> None:
     proj = Projections(1, 2, 5, kept=[1, 3])
     (out,) = proj([torch.tensor([[[7.0, 9.0]]])])

@@ -96,7 +96,11 @@ def test_small_student_is_sliced_from_the_teacher(
     # A residual order that is not the identity: the kept dims are not the leading ones.
     order = list(range(63, -1, -2)) + list(range(0, 64, 2))
     keep = student.kept_dims(order, SMALL.hidden_size)
-    model = student.build(SMALL, t.model, teacher_init=True, residual_order=order).eval()
+    # FFN units ranked on the teacher's own activations, found in every family's naming.
+    units = student.unit_orders(t.model, [_batch(t)])
+    assert [sorted(u) for u in units] == [list(range(TEACHER.intermediate_size))] * 4
+    assert units[3] != list(range(TEACHER.intermediate_size))
+    model = student.build(SMALL, t.model, True, order, units).eval()
 
     assert type(model) is type(t.model)
     assert student.sizes(model.config) == SMALL
@@ -117,8 +121,9 @@ def test_small_student_is_sliced_from_the_teacher(
     assert _strip_layers(list(sd)) <= _strip_layers(list(tsd))
     prefix = "" if head == "base" else BASE_PREFIX[family]
     ffn = prefix + FFN_IN.get(family, FFN_IN_DEFAULT)
-    # Student layer 1 is teacher layer 3 (layer_map(2, 4) == [1, 3]), FFN units narrowed.
-    want = tsd[ffn.format(3)][: SMALL.intermediate_size, keep]
+    # Student layer 1 is teacher layer 3 (layer_map(2, 4) == [1, 3]), keeping its top units.
+    top = student.kept_dims(units[3], SMALL.intermediate_size)
+    want = tsd[ffn.format(3)][top][:, keep]
     torch.testing.assert_close(sd[ffn.format(1)], want, rtol=0, atol=0)
     if head != "base":
         torch.testing.assert_close(sd[CLASSIFIER[family]], tsd[CLASSIFIER[family]][:, keep])
