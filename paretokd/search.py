@@ -303,6 +303,11 @@ def prepare(
         "read from disk" if all(read) else "computed",
         time.perf_counter() - start,
     )
+    # One more teacher pass over the proxy texts (not kept on disk: a few
+    # seconds, against the activations of every FFN unit it would store).
+    start = time.perf_counter()
+    unit_order = student.unit_orders(teacher.model, targets[0].batches)
+    log.info("FFN unit importance measured in %.1f s", time.perf_counter() - start)
     labels = None
     if spec.task.kind != "agnostic" and splits.proxy_eval_labels is not None:
         encoded = teacher.encode_labels(splits.proxy_eval_labels, spec.task, "data.label_column")
@@ -314,7 +319,7 @@ def prepare(
         proxy_eval=targets[1],
         workdir=workdir,
         residual_order=distill.residual_order(targets[0]),
-        unit_order=student.unit_orders(teacher.model, targets[0].batches),
+        unit_order=unit_order,
         out_dir=out_dir,
         fingerprint=latency.fingerprint(spec.latency).to_dict(),
         proxy_eval_labels=labels,

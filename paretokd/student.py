@@ -265,9 +265,9 @@ def build(
     layer's most important units (``unit_order``, from :func:`unit_orders`):
     on MiniLM students keeping a third to two thirds of the units, the proxy
     loss after 30 steps was 0.008-0.032 lower than with the leading units (and
-    0.011-0.019 lower after 120). Other
-    axes (vocabulary, positions, labels) keep their leading entries. The rule
-    needs no names, so it slices task heads (pooler, classifier) too.
+    0.011-0.019 lower after 120). Other axes (vocabulary, positions, labels)
+    keep their leading entries. The rule needs no names, so it slices task
+    heads (pooler, classifier) too.
 
     Args:
         arch: The student's sizes.
