@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from paretokd.report import hypervolume_2d
 
@@ -187,8 +187,11 @@ def references(table: dict[str, Any], trials: int) -> dict[str, tuple[float, flo
     }
 
 
+SamplerName = Literal["random", "nsga2", "tpe"]
+
+
 def run_sampler(
-    table: dict[str, Any], sampler: str, trials: int, seed: int, distinct: bool = True
+    table: dict[str, Any], sampler: SamplerName, trials: int, seed: int, distinct: bool = True
 ) -> list[tuple[float, float]]:
     """The feasible (loss, latency) points one sampler finds in ``trials`` lookups.
 
@@ -245,24 +248,25 @@ def compare(path: Path, trials: int, seeds: int) -> None:
         f"proxy_steps {table['proxy_steps']}; {trials} trials x {seeds} seeds"
     )
     fronts: dict[str, list[list[tuple[float, float]]]] = {}
-    for name in ("random", "nsga2", "tpe"):
+    names: tuple[SamplerName, ...] = ("random", "nsga2", "tpe")
+    for name in names:
         fronts[name] = [run_sampler(table, name, trials, seed) for seed in range(seeds)]
         fronts[f"{name}+rep"] = [
             run_sampler(table, name, trials, seed, distinct=False) for seed in range(seeds)
         ]
     for ref_name, ref in refs.items():
         best = hypervolume_2d(feasible, ref)
-        hvs = {name: [hypervolume_2d(f, ref) for f in runs] for name, runs in fronts.items()}
+        hvs = {label: [hypervolume_2d(f, ref) for f in runs] for label, runs in fronts.items()}
         base = statistics.median(hvs["random"])
         print(
             f"\nreference point {ref_name}: loss {ref[0]:.4f}, latency {ref[1]:.2f} ms; "
             f"hypervolume of the whole table {best:.4f}"
         )
         print(f"{'sampler':<10} {'median HV':>10} {'of table':>9} {'vs random':>10}  min..max")
-        for name, values in hvs.items():
+        for label, values in hvs.items():
             med = statistics.median(values)
             print(
-                f"{name:<10} {med:>10.4f} {med / best:>8.1%} {med / base:>9.3f}x  "
+                f"{label:<10} {med:>10.4f} {med / best:>8.1%} {med / base:>9.3f}x  "
                 f"{min(values):.4f}..{max(values):.4f}"
             )
 
