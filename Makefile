@@ -34,7 +34,7 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check paretokd tests bench
 	$(BIN)/ruff format --check paretokd tests bench
-	$(BIN)/mypy paretokd
+	$(BIN)/mypy paretokd bench
 
 clean:
 	rm -rf $(VENV) runs
