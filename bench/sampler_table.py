@@ -2,10 +2,10 @@
 
 Two steps, run by hand:
 
-    # (a) build (or resume) the table: real latency and real proxy distillation
+    # (a) build (or resume) the table: real latency and real proxy distillation (~50 min)
     .venv/bin/python bench/sampler_table.py --build 360 --proxy-steps 30
-    # (b) compare the samplers on it (a lookup, no training: seconds)
-    .venv/bin/python bench/sampler_table.py --compare --trials 30 --seeds 20
+    # (b) compare the samplers on it (a lookup, no training: ~2 min for 200 seeds)
+    .venv/bin/python bench/sampler_table.py --compare --trials 30 --seeds 200
 
 The table (``bench/data/sampler_table.json``) holds, per architecture of the
 default space, the p50 latency (ONNX Runtime, a shortened protocol) and the

@@ -232,10 +232,10 @@ class SearchSpec:
     """Multivariate TPE. Whichever is named, a trial never repeats an architecture the
     study holds (``sampler.DistinctSampler``). On a table of real measurements of all
     360 architectures of the default space (``bench/sampler_table.py``, 30 trials,
-    100 seeds), its median hypervolume was 1.048x random search's with the reference
-    point set by the table's front (NSGA-II 1.009x; bare TPE 1.030x), 1.018x with the
+    200 seeds), its median hypervolume was 1.051x random search's with the reference
+    point set by the table's front (NSGA-II 1.001x; bare TPE 1.044x), 1.022x with the
     report's looser one; no TPE setting tried (start-up trials, candidates, prior
-    weight, ordinal encodings) beat the defaults on held-out seeds."""
+    weight, gamma, ordinal encodings) beat the defaults on held-out seeds."""
     population_size: int = 8
     """NSGA-II generation size; small, because a study has tens of trials, not thousands."""
     heartbeat_seconds: int = 30
