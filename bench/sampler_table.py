@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from paretokd.config import DistillSpec
 from paretokd.report import hypervolume_2d
 
 ROOT = Path(__file__).resolve().parent
@@ -274,10 +275,12 @@ def compare(path: Path, trials: int, seeds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", type=int, metavar="N", help="Add up to N architectures.")
-    parser.add_argument("--proxy-steps", type=int, default=40)
+    parser.add_argument(
+        "--proxy-steps", type=int, default=DistillSpec().proxy_steps, help="Default: the search's."
+    )
     parser.add_argument("--compare", action="store_true", help="Run the samplers on the table.")
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0, help="Order in which archs are sampled.")
     parser.add_argument("--table", type=Path, default=TABLE)
     args = parser.parse_args()
