@@ -112,10 +112,14 @@ def test_workers_share_the_total(
     tmp_path: Path, study_name: str, tiny_teacher_dir: Path, corpus_file: Path
 ) -> None:
     cmd = _command(tmp_path, study_name, tiny_teacher_dir, corpus_file, "w")
-    done = subprocess.run([*cmd, "--workers", "2"], capture_output=True, text=True, timeout=300)
+    # 12 trials, not the spec's 6: the second worker starts a fresh interpreter
+    # (about 8 s, more on a loaded machine) while the first, already warm, needs
+    # about a second a trial; with 6 the first once finished them all alone.
+    cmd += ["--trials", "12", "--workers", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     study = optuna.load_study(study_name=study_name, storage=PG)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == 6
+    assert len(complete) == 12
     assert not study.get_trials(states=(TrialState.RUNNING,))
     assert len({t.user_attrs["worker"] for t in complete}) == 2  # both worked
