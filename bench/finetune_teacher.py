@@ -31,7 +31,7 @@ import torch
 import transformers
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from paretokd.teacher import resolve
+from paretokd.models.teacher import resolve
 
 TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 # The shared data folder sits beside the repository root.

@@ -41,12 +41,13 @@ import sys
 import time
 from pathlib import Path
 
-from paretokd import config, student
-from paretokd import teacher as teacher_mod
+from paretokd import config
+from paretokd.models import student
+from paretokd.models import teacher as teacher_mod
 from paretokd.config import SpaceSpec, StudySpec, TeacherSpec
 from paretokd.metrics import kendall_tau
 from paretokd.pipeline import measure_target
-from paretokd.space import Arch
+from paretokd.records import Arch
 
 
 def spread(space: SpaceSpec, n: int) -> list[Arch]:
@@ -89,7 +90,8 @@ def distill_seconds(archs: list[Arch], spec: StudySpec, teacher: teacher_mod.Tea
 
     import torch
 
-    from paretokd import data, search
+    from paretokd.models import data
+    from paretokd import search
 
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
     torch.set_num_threads(os.cpu_count() or 1)  # as search.run trains

@@ -32,8 +32,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from paretokd import config, data, pipeline, search
-from paretokd import teacher as teacher_mod
+from paretokd import config, pipeline, search
+from paretokd.models import data
+from paretokd.models import teacher as teacher_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -66,8 +66,10 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
     """Measure and distil up to ``n`` architectures of the default space, resuming ``path``."""
     import torch
 
-    from paretokd import config, data, proxy, search
-    from paretokd import teacher as teacher_mod
+    from paretokd import config, search
+    from paretokd.models import data
+    from paretokd.search import proxy
+    from paretokd.models import teacher as teacher_mod
     from paretokd.pipeline import quiet_libraries
 
     quiet_libraries()
@@ -200,8 +202,9 @@ def run_sampler(
     """
     import optuna
 
-    from paretokd import sampler as sampler_mod
-    from paretokd import search, space
+    from paretokd.search import sampler as sampler_mod
+    from paretokd import search
+    from paretokd.search import space
     from paretokd.config import SearchSpec, StudySpec
 
     find, s = _lookup(table)

@@ -214,7 +214,7 @@ def recommend(
 def _print_picks(
     picks: list[Any], finals: dict[float, Any], teacher_ms: float | None, objective: str
 ) -> None:
-    from paretokd.space import Arch
+    from paretokd.records import Arch
 
     header = (
         f"{'budget':>8}  {'trial':>5}  {'architecture':<20} {'params':>7}  "
@@ -264,7 +264,7 @@ def _use_data_root(data_root: str | None) -> None:
         return
     if not Path(data_root).expanduser().is_dir():
         raise ParetokdError(f"--data-root {data_root!r} is not a folder")
-    from paretokd.data import DATA_ROOT_ENV
+    from paretokd.models.data import DATA_ROOT_ENV
 
     os.environ[DATA_ROOT_ENV] = str(Path(data_root).expanduser().resolve())
 
@@ -332,7 +332,7 @@ def dashboard_command(
     """Serve the study in optuna-dashboard, with the picks' files and the report as artifacts."""
     if out is None and storage is None:
         raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
-    from paretokd import dashboard
+    from paretokd.report import dashboard
 
     dashboard.serve(
         out_dir=Path(out) if out is not None else None,
@@ -379,9 +379,9 @@ def validate_proxy(
         **{"teacher.name": teacher, "data.source": data},
     )
     _setup_logging(verbose=False)
-    from paretokd import data as data_mod
-    from paretokd import proxy, space
-    from paretokd import teacher as teacher_mod
+    from paretokd.models import data as data_mod
+    from paretokd.search import proxy, space
+    from paretokd.models import teacher as teacher_mod
 
     loaded = teacher_mod.load(spec.teacher, spec.task)
     space.check_against_teacher(spec.space, loaded.dims)

@@ -15,10 +15,6 @@ from collections.abc import Sequence
 from paretokd.config import Metric
 from paretokd.errors import ParetokdError
 
-UNTRAINED_LOSS = 1.0
-"""The normalised distillation loss of a student that explains nothing (see
-``distill.normalised_mse`` and ``distill.logit_loss_sums``)."""
-
 WORST: dict[str, float] = {
     "accuracy": 0.0,
     "f1": 0.0,
@@ -27,21 +23,6 @@ WORST: dict[str, float] = {
     "pearson": -1.0,
 }
 """The lowest value each metric can take."""
-
-
-def worst(objective: str) -> float:
-    """Objective 1 of a student that was never trained: :data:`UNTRAINED_LOSS` for the
-    loss, else the metric's lowest value (:data:`WORST`).
-
-    Raises:
-        ParetokdError: If ``objective`` is neither ``"loss"`` nor a known metric.
-    """
-    if objective == "loss":
-        return UNTRAINED_LOSS
-    if objective not in WORST:
-        known = ", ".join(["loss", *WORST])
-        raise ParetokdError(f"unknown objective {objective!r}: expected one of {known}")
-    return WORST[objective]
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:

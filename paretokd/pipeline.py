@@ -33,7 +33,7 @@ from paretokd import (
     space,
     student,
 )
-from paretokd import teacher as teacher_mod
+from paretokd.models import teacher as teacher_mod
 from paretokd.config import StudySpec, format_budget
 from paretokd.errors import ParetokdError
 
@@ -395,7 +395,7 @@ def run(
     )
     # Artifacts (picks' files, the report), the study note and the figures for
     # optuna-dashboard (`paretokd dashboard`); without optuna-dashboard, artifacts only.
-    from paretokd import dashboard
+    from paretokd.report import dashboard
 
     dashboard.publish(
         study,

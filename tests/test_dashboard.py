@@ -14,9 +14,10 @@ import pytest
 from click.testing import CliRunner
 from optuna.artifacts import get_all_artifact_meta
 
-from paretokd import dashboard, report
+from paretokd.report import dashboard
+from paretokd import report
 from paretokd.cli import main
-from paretokd.recommend import TrialPoint, pick, points
+from paretokd.search.recommend import TrialPoint, pick, points
 
 TEACHER = report.ReferencePoint("teacher", latency_ms=9.0, loss=None, params=5_000_000)
 BUDGETS = (4.0, 6.0)

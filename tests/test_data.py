@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from paretokd import data
+from paretokd.models import data
 from paretokd.config import BUILTIN_CORPUS, DataSpec, EvaluationSpec
 from paretokd.errors import ParetokdError
 

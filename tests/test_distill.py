@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, BertTokenizerFast, PreTrainedModel
 
-from paretokd import student
+from paretokd.models import student
 from paretokd.config import TaskSpec
 from paretokd.distill import (
     UNTRAINED_LOSS,
@@ -28,8 +28,8 @@ from paretokd.distill import (
     residual_order,
     train,
 )
-from paretokd.space import Arch
-from paretokd.student import layer_map
+from paretokd.records import Arch
+from paretokd.models.student import layer_map
 
 TEACHER_LAYERS = 4
 TEACHER_WIDTH = 32

@@ -16,11 +16,12 @@ import pytest
 from click.testing import CliRunner
 from transformers import AutoModel, AutoTokenizer
 
-from paretokd import latency, student
+from paretokd import latency
+from paretokd.models import student
 from paretokd.cli import main
 from paretokd.config import LatencySpec
 from paretokd.errors import ParetokdError
-from paretokd.space import Arch
+from paretokd.records import Arch
 
 FAST = LatencySpec(seq_len=32, warmup_runs=1, min_runs=7, min_seconds=0.02)
 
@@ -336,7 +337,7 @@ def test_a_drifting_machine_is_logged_and_recorded_on_the_study(
 
     from paretokd import search
     from paretokd.config import StudySpec
-    from paretokd.teacher import from_model
+    from paretokd.models.teacher import from_model
 
     teacher, tok = tiny
     spec = StudySpec(latency=FAST)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from paretokd import proxy
+from paretokd.search import proxy
 from paretokd.cli import main
 from paretokd.config import SpaceSpec
-from paretokd.space import Arch, all_archs
+from paretokd.records import Arch, all_archs
 
 
 def test_sampling_is_a_stable_prefix() -> None:

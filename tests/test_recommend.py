@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from paretokd.config import SpaceSpec
-from paretokd.recommend import Pick, TrialPoint, pick, points
-from paretokd.space import Arch, suggest
+from paretokd.search.recommend import Pick, TrialPoint, pick, points
+from paretokd.records import Arch, suggest
 
 CONSTRAINT = "latency_over_budget_ms"
 

@@ -18,7 +18,7 @@ from plotly.offline import get_plotlyjs
 from paretokd.distill import UNTRAINED_LOSS
 from paretokd.errors import ParetokdError
 from paretokd.metrics import WORST
-from paretokd.recommend import Pick, TrialPoint, pick
+from paretokd.search.recommend import Pick, TrialPoint, pick
 from paretokd.report import (
     INFEASIBLE_NAME,
     METRIC_IDEAL,

@@ -7,7 +7,7 @@ import dataclasses
 import optuna
 import pytest
 
-from paretokd import sampler, space
+from paretokd.search import sampler, space
 from paretokd.config import SearchSpec, SpaceSpec, StudySpec
 
 # 2 x 2 x 2 x 2 = 16 architectures: small enough to exhaust.

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from paretokd import config, data
-from paretokd import teacher as teacher_mod
+from paretokd import config
+from paretokd.models import data
+from paretokd.models import teacher as teacher_mod
 from paretokd.errors import ParetokdError
 
 STUDIES = Path(__file__).parents[1] / "studies"

@@ -42,8 +42,8 @@ from paretokd import files
 from paretokd.config import format_budget
 from paretokd.errors import ParetokdError
 from paretokd.metrics import UNTRAINED_LOSS, worst
-from paretokd.recommend import Pick, TrialPoint
-from paretokd.space import Arch
+from paretokd.search.recommend import Pick, TrialPoint
+from paretokd.records import Arch
 
 if TYPE_CHECKING:
     import optuna
@@ -1030,7 +1030,7 @@ def load_run(out_dir: str | Path, storage: str | None = None) -> Run:
     """
     import optuna
 
-    from paretokd import recommend
+    from paretokd.search import recommend
 
     out = Path(out_dir)
     rec_path = out / "recommendations.json"

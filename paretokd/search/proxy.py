@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paretokd import search, space
+from paretokd import search
 from paretokd.config import SpaceSpec, StudySpec
-from paretokd.data import Splits
 from paretokd.errors import ParetokdError
 from paretokd.metrics import kendall_tau, spearman
-from paretokd.teacher import Teacher
+from paretokd.models.data import Splits
+from paretokd.models.teacher import Teacher
+from paretokd.search import space
 
 log = logging.getLogger(__name__)
 

@@ -35,14 +35,13 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 
 from paretokd import report
+from paretokd.search.artifacts import ARTIFACT_DIR, artifact_store
 from paretokd.config import format_budget
 from paretokd.errors import ParetokdError
-from paretokd.recommend import Pick
+from paretokd.search.recommend import Pick
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_DIR = "artifacts"
-"""The artifact store's folder inside a run's output folder."""
 ARTIFACTS_ATTR = "artifacts"
 """Study user attribute: uploaded file key → ``artifact_id``, ``filename``, ``sha256``."""
 ARTIFACT_DIR_ATTR = "artifact_dir"
@@ -64,13 +63,6 @@ class Published:
     """Whether the study note was written (False: unchanged, or no optuna-dashboard)."""
     figures: list[str] = field(default_factory=list)
     """Graph ids saved on the study page (empty without optuna-dashboard)."""
-
-
-def artifact_store(out_dir: Path) -> FileSystemArtifactStore:
-    """The run's artifact store, ``out_dir/artifacts`` (created if missing)."""
-    path = Path(out_dir) / ARTIFACT_DIR
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(path)
 
 
 def publish(
@@ -167,23 +159,6 @@ def publish(
         optuna_dashboard.save_plotly_graph_object(study, f.titled(), graph_object_id=f.id)
         published.figures.append(f.id)
     return published
-
-
-def attach_to_trial(trial: optuna.Trial, name: str, content: dict[str, Any], out_dir: Path) -> str:
-    """Upload ``content`` as the JSON file ``name`` to a running trial.
-
-    Finished trials cannot take artifacts, so this must run inside the
-    objective, e.g. ``attach_to_trial(trial, "latency.json", stats.to_dict(), out_dir)``.
-
-    Returns:
-        The artifact id.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        return upload_artifact(
-            artifact_store=artifact_store(out_dir), file_path=str(path), study_or_trial=trial
-        )
 
 
 def serve(

@@ -19,11 +19,12 @@ from torch import Tensor
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from paretokd import data, distill, metrics
+from paretokd.models import data
+from paretokd import distill, metrics
 from paretokd.config import Metric, StudySpec
-from paretokd.data import Text
+from paretokd.models.data import Text
 from paretokd.errors import ParetokdError
-from paretokd.teacher import Teacher
+from paretokd.models.teacher import Teacher
 
 EVAL_BATCH = 64
 """Texts per forward pass when scoring (no gradients: larger batches are cheap)."""

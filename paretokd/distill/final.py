@@ -14,11 +14,13 @@ from typing import Any
 from optuna.trial import FixedTrial
 from transformers import PreTrainedModel
 
-from paretokd import distill, latency, space, student
+from paretokd import distill, latency
 from paretokd.config import StudySpec, format_budget
-from paretokd.data import Splits
-from paretokd.recommend import Pick
-from paretokd.teacher import Teacher
+from paretokd.models import student
+from paretokd.models.data import Splits
+from paretokd.models.teacher import Teacher
+from paretokd.search import space
+from paretokd.search.recommend import Pick
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from paretokd import space
 from paretokd.config import SpaceSpec, StudySpec
+from paretokd.search import space
 
 TRIES = 16
 """Proposals asked of the wrapped sampler before drawing an unseen architecture at random."""

@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import optuna
 
 from paretokd.config import SpaceSpec
 from paretokd.errors import ParetokdError
-
-
-@dataclass(frozen=True)
-class Arch:
-    """One student architecture. Latency depends on this alone, not on weights."""
-
-    num_layers: int
-    hidden_size: int
-    num_heads: int
-    intermediate_size: int
-
-    @property
-    def id(self) -> str:
-        """A stable, readable id, used as a cache key and in file names."""
-        return f"L{self.num_layers}-H{self.hidden_size}-A{self.num_heads}-F{self.intermediate_size}"
-
-    def to_dict(self) -> dict[str, int]:
-        """The architecture as plain JSON-ready values."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Arch:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            **{
-                k: int(raw[k])
-                for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")
-            }
-        )
+from paretokd.records import Arch
 
 
 def suggest(trial: optuna.trial.BaseTrial, space: SpaceSpec) -> Arch:

@@ -11,7 +11,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from paretokd.errors import ParetokdError
-from paretokd.space import Arch
+from paretokd.records import Arch
 
 FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")
 """The encoder families (``config.model_type``) students are known to build from."""

@@ -1,0 +1,157 @@
+"""The training loop that every distillation runs (search trials, finals, validate-proxy), and held-out evaluation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from paretokd.config import TaskSpec
+from paretokd.distill.losses import (
+    Projections,
+    squared_sums,
+    layer_losses,
+    logit_loss,
+    logit_loss_sums,
+)
+from paretokd.distill.targets import Target, TeacherTargets
+from paretokd.records import UNTRAINED_LOSS
+
+Batch = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """What one distillation run produced."""
+
+    steps: int
+    train_loss: float
+    """Mean training loss over the last 10% of steps."""
+    seconds: float
+
+
+def _forward(student: PreTrainedModel, batch: Batch) -> tuple[list[Tensor], Tensor | None]:
+    out = student(**batch, output_hidden_states=True)
+    return list(out.hidden_states[1:]), getattr(out, "logits", None)
+
+
+def batch_loss(
+    student_out: tuple[list[Tensor], Tensor | None],
+    target: Target,
+    proj: Projections,
+    mask: Tensor,
+    task: TaskSpec,
+) -> Tensor:
+    """The training loss of one batch under ``task``'s recipe (see the module docstring)."""
+    states, logits = student_out
+    if task.kind == "agnostic":
+        return layer_losses(proj(states), target.states, mask).mean()
+    assert logits is not None and target.logits is not None, "task mode needs heads on both"
+    loss = logit_loss(logits, target.logits, task.kind, task.temperature)
+    if task.hidden_weight > 0:
+        loss = loss + task.hidden_weight * layer_losses(proj(states), target.states, mask).mean()
+    return loss
+
+
+def train(
+    student: PreTrainedModel,
+    targets: TeacherTargets,
+    *,
+    steps: int,
+    learning_rate: float,
+    weight_decay: float,
+    seed: int,
+    task: TaskSpec,
+    kept_dims: Sequence[int] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[DistillResult, Projections]:
+    """Distil ``student`` for ``steps`` steps on the batches of ``targets``.
+
+    Batches are visited in a seeded random order, epoch after epoch. The learning
+    rate warms up over the first 10% of steps and decays linearly to zero.
+
+    Returns:
+        The result and the trained projections (needed by :func:`evaluate`).
+    """
+    torch.manual_seed(seed)
+    teacher_width = targets.teacher.config.hidden_size
+    proj = Projections(
+        student.config.num_hidden_layers, student.config.hidden_size, teacher_width, kept_dims
+    )
+    params = list(student.parameters()) + list(proj.parameters())
+    optim = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    gen = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    tail: list[float] = []
+    student.train()
+    start = time.perf_counter()
+    for step in range(steps):
+        if not order:
+            order = torch.randperm(len(targets), generator=gen).tolist()
+        index = order.pop()
+        batch = targets.batches[index]
+        loss = batch_loss(
+            _forward(student, batch), targets[index], proj, batch["attention_mask"], task
+        )
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        sched.step()
+        if step >= steps - max(1, steps // 10):
+            tail.append(loss.item())
+        if progress is not None:
+            progress(step + 1, loss.item())
+    student.eval()
+    result = DistillResult(
+        steps=steps, train_loss=sum(tail) / len(tail), seconds=time.perf_counter() - start
+    )
+    return result, proj
+
+
+@torch.no_grad()
+def evaluate(
+    student: PreTrainedModel, proj: Projections, targets: TeacherTargets, task: TaskSpec
+) -> float:
+    """The held-out normalised loss on what the student's users see (0 = the teacher, 1 = nothing).
+
+    Task-agnostic, the last layer's normalised MSE: only the last pair counts,
+    so students of any depth are compared on the same target (the teacher's
+    output), not on different mixes of layers. With a head, the logit loss of
+    :func:`logit_loss_sums`. A diverged student (non-finite loss) scores
+    :data:`UNTRAINED_LOSS`.
+    """
+    student.eval()
+    baseline = torch.zeros(())
+    if task.kind == "regression":
+        outputs = [targets[i].logits for i in range(len(targets))]
+        baseline = torch.cat([o for o in outputs if o is not None]).mean(dim=0)
+    err = ref = 0.0
+    for index in range(len(targets)):
+        batch, target = targets.batches[index], targets[index]
+        states, logits = _forward(student, batch)
+        if task.kind == "agnostic":
+            e, r = squared_sums(proj(states)[-1], target.states[-1], batch["attention_mask"])
+        else:
+            assert logits is not None and target.logits is not None
+            e, r = logit_loss_sums(logits, target.logits, task.kind, baseline)
+        err += float(e)
+        ref += float(r)
+    value = err / max(ref, 1e-12)
+    return value if math.isfinite(value) else UNTRAINED_LOSS
+
+
+@torch.no_grad()
+def predict(model: PreTrainedModel, batches: Sequence[Batch]) -> Tensor:
+    """The head's outputs on ``batches``, concatenated in batch order (fp32)."""
+    model.eval()
+    return torch.cat([model(**batch).logits.float() for batch in batches])

@@ -1,0 +1,68 @@
+"""Re-timing a fixed model to catch a machine whose speed has drifted."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paretokd.config import LatencySpec
+from paretokd.latency.protocol import measure
+
+if TYPE_CHECKING:
+    pass
+
+try:  # POSIX only; elsewhere measurements are simply not serialised across processes.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+
+DRIFT_THRESHOLD = 0.10
+"""Relative change of the reference model's p50 that counts as the machine drifting."""
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """One re-measurement of the reference model against its stored p50."""
+
+    baseline_ms: float
+    p50_ms: float
+    ci_ms: tuple[float, float] | None
+    threshold: float
+    at: float = field(default_factory=time.time)
+
+    @property
+    def ratio(self) -> float:
+        """Current p50 over the stored one (above 1: the machine got slower)."""
+        return self.p50_ms / self.baseline_ms
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the change exceeds the threshold."""
+        return abs(self.ratio - 1.0) > self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return {
+            "baseline_ms": self.baseline_ms,
+            "p50_ms": self.p50_ms,
+            "ci_ms": list(self.ci_ms) if self.ci_ms else None,
+            "ratio": self.ratio,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+            "at": self.at,
+        }
+
+
+def check_drift(
+    reference: Path,
+    spec: LatencySpec,
+    baseline_ms: float,
+    vocab_size: int | None = None,
+    threshold: float = DRIFT_THRESHOLD,
+) -> DriftCheck:
+    """Re-measure the reference model at ``reference`` and compare with ``baseline_ms``."""
+    stats = measure(reference, spec, vocab_size)
+    return DriftCheck(baseline_ms, stats.p50_ms, stats.ci_ms, threshold)

@@ -1,0 +1,1 @@
+"""The report (placeholder while the package is restructured)."""

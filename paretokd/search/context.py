@@ -1,0 +1,155 @@
+"""What every trial of a run shares, computed once: the teacher's outputs, slicing orders, recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel
+
+from paretokd import distill, latency
+from paretokd.config import StudySpec
+from paretokd.distill import scoring
+from paretokd.models import student
+from paretokd.models.data import Splits, Text
+from paretokd.models.teacher import Teacher
+from paretokd.search import space
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class Context:
+    """What every trial of a run shares: computed once, before the first trial."""
+
+    spec: StudySpec
+    teacher: Teacher
+    proxy_train: distill.TeacherTargets
+    proxy_eval: distill.TeacherTargets
+    workdir: Path
+    residual_order: list[int]
+    """The teacher's residual dimensions, most energetic first (see ``student.build``)."""
+    unit_order: list[list[int]]
+    """Per teacher layer, its FFN units, most important first (``student.unit_orders``)."""
+    out_dir: Path | None = None
+    """The run's folder: trials attach their ``latency.json`` to its artifact store."""
+    fingerprint: dict[str, Any] | None = None
+    """This machine and latency setup (``latency.fingerprint``), stored in each trial's file."""
+    proxy_eval_labels: list[float] | None = None
+    """Gold labels of the held-out proxy texts, in batch order (task metric objective)."""
+
+
+def build_student(arch: space.Arch, ctx: Context) -> PreTrainedModel:
+    """A student of ``arch``, initialised from the teacher as the spec says."""
+    teacher_init = ctx.spec.distill.teacher_init
+    return student.build(arch, ctx.teacher.model, teacher_init, ctx.residual_order, ctx.unit_order)
+
+
+def time_student(model: PreTrainedModel, ctx: Context) -> latency.LatencyStats:
+    """Export ``model`` to a scratch file and time it under the study's latency setup."""
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+        return latency.measure_model(
+            model, ctx.teacher.tokenizer.model_input_names, ctx.spec.latency, Path(tmp) / "m.onnx"
+        )
+
+
+def proxy_distill(
+    model: PreTrainedModel, ctx: Context, steps: int | None = None
+) -> tuple[distill.DistillResult, float]:
+    """The search's distillation on the proxy split, then the held-out loss.
+
+    ``steps`` defaults to the spec's ``proxy_steps`` (``validate-proxy`` asks for more).
+    """
+    spec = ctx.spec
+    result, proj = distill.train(
+        model,
+        ctx.proxy_train,
+        steps=steps or spec.distill.proxy_steps,
+        learning_rate=spec.distill.learning_rate,
+        weight_decay=spec.distill.weight_decay,
+        seed=spec.seed,
+        task=spec.task,
+        kept_dims=student.kept_dims(ctx.residual_order, model.config.hidden_size),
+    )
+    return result, distill.evaluate(model, proj, ctx.proxy_eval, spec.task)
+
+
+def proxy_metric(model: PreTrainedModel, ctx: Context) -> float:
+    """The task metric of ``model`` on the held-out proxy texts' gold labels."""
+    assert ctx.proxy_eval_labels is not None, "the metric objective needs data.label_column"
+    logits = distill.predict(model, ctx.proxy_eval.batches)
+    task = ctx.spec.task
+    return scoring.metric_of(logits, ctx.proxy_eval_labels, task.kind, task.resolved_metric)
+
+
+def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[Text]) -> str:
+    """Names the teacher's outputs on ``texts``: changes with the teacher, texts or batching."""
+    blob = json.dumps(
+        [
+            2,  # the file's layout: a dict of states (and logits) per batch
+            teacher.name,
+            teacher.config.to_json_string(),
+            spec.distill.batch_size,
+            spec.data.max_length,
+            hashlib.sha256(json.dumps(texts).encode()).hexdigest(),
+        ]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prepare(
+    spec: StudySpec, teacher: Teacher, splits: Splits, workdir: Path, out_dir: Path | None = None
+) -> Context:
+    """Tokenise the proxy splits and get the teacher's outputs on them once.
+
+    With ``out_dir`` (the run's folder), the outputs are kept on disk in
+    ``out_dir/teacher/``, so a rerun or another worker of the study reads them
+    back instead of running the teacher again.
+    """
+    cache = out_dir / "teacher" if out_dir is not None else None
+    tok, d = teacher.tokenizer, spec.data
+    start = time.perf_counter()
+    targets, read = [], []
+    eval_order: list[int] = []
+    for name, texts in (("proxy_train", splits.proxy_train), ("proxy_eval", splits.proxy_eval)):
+        batches, eval_order = distill.make_batches(
+            texts, tok, spec.distill.batch_size, d.max_length
+        )
+        targets.append(distill.TeacherTargets(teacher.model, batches, keep=True))
+        path = cache / f"{name}-{_targets_key(spec, teacher, texts)}.pt" if cache else None
+        read.append(targets[-1].precompute(path))
+    log.info(
+        "teacher outputs on %d + %d proxy texts %s in %.1f s",
+        len(splits.proxy_train),
+        len(splits.proxy_eval),
+        "read from disk" if all(read) else "computed",
+        time.perf_counter() - start,
+    )
+    # One more teacher pass over the proxy texts (not kept on disk: a few
+    # seconds, against the activations of every FFN unit it would store).
+    start = time.perf_counter()
+    unit_order = student.unit_orders(teacher.model, targets[0].batches)
+    log.info("FFN unit importance measured in %.1f s", time.perf_counter() - start)
+    labels = None
+    if spec.task.kind != "agnostic" and splits.proxy_eval_labels is not None:
+        encoded = teacher.encode_labels(splits.proxy_eval_labels, spec.task, "data.label_column")
+        labels = [encoded[i] for i in eval_order]
+    return Context(
+        spec,
+        teacher,
+        proxy_train=targets[0],
+        proxy_eval=targets[1],
+        workdir=workdir,
+        residual_order=distill.residual_order(targets[0]),
+        unit_order=unit_order,
+        out_dir=out_dir,
+        fingerprint=latency.fingerprint(spec.latency).to_dict(),
+        proxy_eval_labels=labels,
+    )

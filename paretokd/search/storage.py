@@ -1,0 +1,176 @@
+"""The study in Optuna storage: opening it, its identity (spec and hardware), loading it back."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from paretokd.config import StudySpec
+from paretokd.errors import ParetokdError
+from paretokd.records import Fingerprint, Objective
+from paretokd.search import sampler
+
+log = logging.getLogger(__name__)
+
+
+def objective(spec: StudySpec) -> Objective:
+    """Objective 1 of a study made with ``spec``: ``loss``, or the task metric's name."""
+    return Objective(spec.task.resolved_metric if spec.task.objective == "metric" else "loss")
+
+
+def objective_of(study: optuna.Study) -> Objective:
+    """Objective 1 of a stored study, from the metric names paretokd gave it."""
+    return Objective(study.metric_names[0] if study.metric_names else "loss")
+
+
+def default_storage(out_dir: Path) -> str:
+    """The SQLite URL of the study database inside ``out_dir``."""
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced, for logs and reports."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "<invalid storage URL>"
+
+
+def storage(url: str, heartbeat_seconds: int = 30) -> RDBStorage:
+    """An RDB storage with heartbeats, so a killed worker leaves no trial stuck RUNNING.
+
+    A trial whose worker stops beating for four heartbeats is marked failed and
+    queued again (up to three times) for the next worker that asks for a trial.
+
+    Raises:
+        ParetokdError: If the URL is malformed or the database cannot be reached.
+    """
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Wait for a lock held by another process instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_seconds,
+            grace_period=4 * heartbeat_seconds,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        raise ParetokdError(f"invalid storage URL {redact(url)!r}: {exc}") from None
+    except (sqlalchemy.exc.OperationalError, ModuleNotFoundError, ImportError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise ParetokdError(f"cannot open storage {redact(url)}: {reason}") from None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def spec_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two spec identities."""
+    a, b = _flatten(stored), _flatten(current)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that decide what a trial measures."""
+    names = ["paretokd", "optuna", "torch", "transformers", "onnxruntime", "onnx"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except Exception:  # not installed as a distribution (e.g. run from a checkout)
+            out[name] = "unknown"
+    return out
+
+
+def open_study(
+    spec: StudySpec,
+    url: str,
+    study_name: str,
+    fingerprint: Fingerprint,
+    worker: int = 0,
+) -> optuna.Study:
+    """Create the study, or load it and check that it was made by the same spec on this hardware.
+
+    Raises:
+        ParetokdError: If a stored study differs in spec identity or hardware fingerprint.
+    """
+    stor = storage(url, spec.search.heartbeat_seconds)
+    n_existing = 0
+    try:
+        summary = optuna.study.get_all_study_summaries(stor)
+        existing = next((s for s in summary if s.study_name == study_name), None)
+        n_existing = existing.n_trials if existing else 0
+    except sqlalchemy.exc.OperationalError as exc:
+        raise ParetokdError(f"cannot read storage {redact(url)}: {exc.orig}") from None
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=stor,
+        directions=[objective(spec).direction, "minimize"],
+        sampler=sampler.make(spec, n_existing + 7919 * worker),
+        load_if_exists=True,
+    )
+    attrs = study.user_attrs
+    if "spec_identity" in attrs:
+        diff = spec_differences(attrs["spec_identity"], spec.identity())
+        if diff:
+            raise ParetokdError(
+                f"study {study_name!r} in {redact(url)} was made with a different spec "
+                f"({', '.join(diff[:5])} differ); keep the old settings or pass a new --study-name"
+            )
+        if attrs.get("fingerprint") != fingerprint.to_dict():
+            stored = attrs.get("fingerprint", {})
+            diff = spec_differences(stored, fingerprint.to_dict())
+            raise ParetokdError(
+                f"study {study_name!r} holds latencies measured on other hardware or settings "
+                f"({', '.join(diff)} differ: {stored.get('hardware')}); latencies from different "
+                "machines cannot share one front, so pass a new --study-name"
+            )
+    else:
+        study.set_metric_names([objective(spec).name, "latency_ms"])
+        study.set_user_attr("spec_identity", spec.identity())
+        study.set_user_attr("spec_hash", spec.hash)
+        study.set_user_attr("fingerprint", fingerprint.to_dict())
+        study.set_user_attr("versions", versions())
+    study.set_user_attr("spec", spec.to_dict())  # the latest run's full spec (budgets may change)
+    return study
+
+
+def load_study(url: str, study_name: str | None) -> optuna.Study:
+    """Load an existing study for reading; without a name, the storage's only study.
+
+    Raises:
+        ParetokdError: If the study does not exist, or no name is given and the
+            storage does not hold exactly one study.
+    """
+    stor = storage(url)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(stor)]
+    if study_name is None:
+        if len(names) != 1:
+            raise ParetokdError(
+                f"{redact(url)} holds {len(names)} studies ({', '.join(names) or 'none'}); "
+                "pass --study-name"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        raise ParetokdError(
+            f"no study named {study_name!r} in {redact(url)} "
+            f"(it holds: {', '.join(names) or 'none'})"
+        )
+    return optuna.load_study(study_name=study_name, storage=stor)
