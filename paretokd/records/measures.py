@@ -1,0 +1,188 @@
+"""The measured facts: an architecture, objective 1, a latency figure, the hardware it holds on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from paretokd.errors import ParetokdError
+from paretokd.metrics import WORST
+
+UNTRAINED_LOSS = 1.0
+"""The normalised distillation loss of a student that explains nothing (see
+``distill.losses.normalised_mse`` and ``distill.losses.logit_loss_sums``)."""
+
+METRIC_IDEAL = 1.0
+"""The best value every task metric of :mod:`paretokd.metrics` can take."""
+
+
+_ARCH_FIELDS = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One student architecture. Latency depends on this alone, not on weights."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+
+    @property
+    def id(self) -> str:
+        """A stable, readable id, used as a cache key and in file names."""
+        return f"L{self.num_layers}-H{self.hidden_size}-A{self.num_heads}-F{self.intermediate_size}"
+
+    def to_dict(self) -> dict[str, int]:
+        """The architecture as plain JSON-ready values (also a trial's parameters)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Arch:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: int(raw[k]) for k in _ARCH_FIELDS})
+
+
+# --- objective 1 ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Objective 1 of a study: the proxy distillation loss, or a task metric on proxy labels.
+
+    Objective 2 is always the latency p50 in milliseconds, minimised.
+    """
+
+    name: str
+    """``loss``, or a metric of :data:`paretokd.metrics.WORST` (``accuracy``, ...)."""
+
+    def __post_init__(self) -> None:
+        if self.name != "loss" and self.name not in WORST:
+            known = ", ".join(["loss", *WORST])
+            raise ParetokdError(f"unknown objective {self.name!r}: expected one of {known}")
+
+    @property
+    def maximise(self) -> bool:
+        """Whether higher is better (a task metric) rather than lower (the loss)."""
+        return self.name != "loss"
+
+    @property
+    def direction(self) -> str:
+        """Optuna's word for :attr:`maximise`: ``maximize`` or ``minimize``."""
+        return "maximize" if self.maximise else "minimize"
+
+    @property
+    def worst(self) -> float:
+        """What a student that was never trained scores: the hypervolume's reference."""
+        return WORST[self.name] if self.maximise else UNTRAINED_LOSS
+
+    @property
+    def ideal(self) -> float:
+        """The best value it can take: the far corner of the hypervolume's box."""
+        return METRIC_IDEAL if self.maximise else 0.0
+
+    @property
+    def label(self) -> str:
+        """How tables and axes name it: ``proxy loss``, ``proxy accuracy``."""
+        return f"proxy {self.name}"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is strictly better than ``b``."""
+        return a > b if self.maximise else a < b
+
+    def sort_key(self, value: float) -> float:
+        """A key that sorts values best first."""
+        return -value if self.maximise else value
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: the name and Optuna's direction."""
+        return {"name": self.name, "direction": self.direction}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Objective:
+        """Inverse of :meth:`to_json`."""
+        return cls(str(raw["name"]))
+
+
+LOSS = Objective("loss")
+"""The task-agnostic default objective."""
+
+
+# --- latency ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency statistics of one model, in milliseconds.
+
+    The first four fields are what older studies stored; the others default so
+    that those still load with :meth:`from_json`.
+    """
+
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    runs: int
+    p99_ms: float | None = None
+    ci_ms: tuple[float, float] | None = None
+    """A 95% confidence interval for p50 (order statistics of the timed runs)."""
+    min_ms: float | None = None
+    seconds: float | None = None
+    """Wall time of the timed runs (warm-up excluded)."""
+    measured_at: float | None = None
+    """Unix time at which the timed runs started."""
+    lock_wait_s: float | None = None
+    """Time spent waiting for another process's measurement to finish."""
+    clock: str | None = None
+    """What the figures above time: ``cpu`` or ``wall`` (see ``latency.fingerprint.clock``)."""
+    wall_p50_ms: float | None = None
+    """The wall-clock p50 of every run: far above ``p50_ms`` when the core was shared."""
+    runs_dropped: int | None = None
+    """Timed runs left out because other load slowed their block (see ``latency.measure``)."""
+
+    def __post_init__(self) -> None:
+        if self.ci_ms is not None:  # JSON gives a list back
+            object.__setattr__(self, "ci_ms", (float(self.ci_ms[0]), float(self.ci_ms[1])))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        out = asdict(self)
+        out["ci_ms"] = list(self.ci_ms) if self.ci_ms is not None else None
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> LatencyStats:
+        """Inverse of :meth:`to_json`."""
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The hardware and settings a latency figure is only valid for."""
+
+    device: str
+    hardware: str
+    """The CPU model, or the GPU name with ``device: cuda``."""
+    cores: int
+    provider: str
+    onnxruntime: str
+    threads: int
+    inter_op_threads: int
+    spinning: bool
+    execution_mode: str
+    graph_optimization: str
+    graph: str
+    """How the timed graph was made (exporter, opset, attention form, fusions)."""
+    clock: str
+    """``cpu`` (the model thread's CPU time) or ``wall``."""
+    batch: int
+    seq_len: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Fingerprint:
+        """Inverse of :meth:`to_json`."""
+        return cls(**raw)
