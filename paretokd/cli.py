@@ -23,7 +23,7 @@ import click
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from paretokd import config
-from paretokd.config import SAMPLERS, format_budget
+from paretokd.config import SAMPLERS
 from paretokd.errors import ParetokdError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -53,16 +53,11 @@ class _TqdmHandler(logging.Handler):
 
 
 def _setup_logging(verbose: bool) -> None:
-    """Our log lines on stderr; the libraries' own bars and notices off."""
-    from paretokd.pipeline import quiet_libraries
+    """Our log lines on stderr; the libraries' own bars and notices off (every command)."""
+    from paretokd import logs
 
-    quiet_libraries()
-    handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    root = logging.getLogger("paretokd")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
+    logs.quiet_libraries()
+    logs.to_stderr(_TqdmHandler(), "%(asctime)s %(message)s", verbose)
 
 
 def _progress_bar(label: str, total: int) -> Callable[[int, float], None]:
@@ -154,31 +149,37 @@ def run(
         progress=None if quiet else _progress_bar,
         workers=workers,
     )
-    click.echo()
-    click.echo(
-        f"teacher {result.teacher['name']}: {result.teacher['params'] / 1e6:.1f}M params, "
-        f"p50 {result.teacher['latency_ms']:.2f} ms"
-    )
-    ref = result.reference
-    click.echo(
-        f"reference {ref['name']} ({ref['arch_id']}): {ref['params'] / 1e6:.1f}M params, "
-        f"p50 {ref['latency_ms']:.2f} ms, proxy loss {ref['proxy_loss']:.4f}"
-    )
-    teacher_ms = result.teacher["latency_final_ms"] or result.teacher["latency_ms"]
-    if result.teacher["latency_final_ms"]:
-        click.echo(f"teacher re-timed beside the final students: p50 {teacher_ms:.2f} ms")
-    _print_picks(result.picks, result.finals, teacher_ms, result.objective)
-    if result.evaluation is not None:
-        _print_evaluation(result.evaluation)
+    _print_run(result)
     click.echo(
         f"\n{result.search.complete} trials in the study ({result.search.ran} new); "
         f"total time {time.perf_counter() - start:.0f} s"
     )
     click.echo(f"report:          {result.report}")
-    click.echo(f"recommendations: {result.recommendations}")
-    if result.finals:
+    click.echo(f"recommendations: {result.where.recommendations}")
+    if result.record.finals:
         click.echo(f"students:        {result.where.out_dir / 'students'}")
     click.echo(f"dashboard:       paretokd dashboard --out {result.where.out_dir}")
+
+
+def _print_run(result: Any) -> None:
+    from paretokd import report
+
+    run = result.record
+    click.echo()
+    t, ref = run.teacher, run.reference
+    click.echo(f"teacher {t.name}: {t.params / 1e6:.1f}M params, p50 {t.latency.p50_ms:.2f} ms")
+    if ref is not None:
+        click.echo(
+            f"reference {ref.name} ({ref.arch.id}): {ref.params / 1e6:.1f}M params, "
+            f"p50 {ref.latency.p50_ms:.2f} ms, proxy loss {ref.proxy_loss:.4f}"
+        )
+    if t.latency_final is not None:
+        click.echo(f"teacher re-timed beside the final students: p50 {t.latency_ms:.2f} ms")
+    click.echo(report.render_console(report.picks_table(run.picks, run.objective, run)))
+    evaluation = report.evaluation_table(run)
+    if evaluation is not None:
+        click.echo()
+        click.echo(report.render_console(evaluation))
 
 
 @main.command()
@@ -198,64 +199,18 @@ def recommend(
     """Re-pick one architecture per budget from a stored study, without training."""
     if out is None and storage is None:
         raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
-    from paretokd import pipeline, search
+    _setup_logging(verbose=False)
+    from paretokd import pipeline, report
+    from paretokd.search import storage as storage_mod
 
-    url = storage or search.default_storage(Path(out or "."))
+    url = storage or storage_mod.default_storage(Path(out or "."))
     picks, objective = pipeline.repick(url, study_name, config.parse_budgets(budgets))
     if as_json:
-        import dataclasses
         import json
 
-        click.echo(json.dumps([dataclasses.asdict(p) for p in picks], indent=2))
+        click.echo(json.dumps([p.to_json() for p in picks], indent=2))
     else:
-        _print_picks(picks, {}, None, objective)
-
-
-def _print_picks(
-    picks: list[Any], finals: dict[float, Any], teacher_ms: float | None, objective: str
-) -> None:
-    from paretokd.records import Arch
-
-    header = (
-        f"{'budget':>8}  {'trial':>5}  {'architecture':<20} {'params':>7}  "
-        f"{'proxy ' + objective:>10}  {'p50':>8}"
-    )
-    if finals:
-        header += f"  {'final loss':>10}  {'final p50':>9}  {'speed-up':>8}"
-    click.echo(header)
-    for p in picks:
-        if p.trial is None:
-            click.echo(f"{format_budget(p.budget_ms):>8}  {'-':>5}  {p.reason}")
-            continue
-        line = (
-            f"{format_budget(p.budget_ms):>8}  {p.trial:>5}  {Arch.from_dict(p.arch).id:<20} "
-            f"{p.params / 1e6:>6.1f}M  {p.proxy_loss:>10.4f}  {p.latency_ms:>5.2f} ms"
-        )
-        done = finals.get(p.budget_ms)
-        if done is not None:
-            speed = f"{teacher_ms / done.latency.p50_ms:>7.1f}x" if teacher_ms else ""
-            line += f"  {done.loss:>10.4f}  {done.latency.p50_ms:>6.2f} ms  {speed}"
-        click.echo(line)
-
-
-def _print_evaluation(evaluation: dict[str, Any]) -> None:
-    metric = evaluation["metric"]
-    click.echo(
-        f"\nevaluation: {metric} on {evaluation['examples']} examples of {evaluation['set']}"
-    )
-    click.echo(
-        f"{'model':>10}  {metric:>10}  {'of teacher':>10}  {'final p50':>9}  {'speed-up':>8}"
-    )
-    rows = [("teacher", evaluation["teacher"])]
-    if evaluation["reference"] is not None:
-        rows.append(("reference", evaluation["reference"]))
-    rows += list(evaluation["picks"].items())
-    for name, entry in rows:
-        speed = f"{entry['speedup']:>7.1f}x" if entry.get("speedup") else f"{'1.0x':>8}"
-        click.echo(
-            f"{name:>10}  {entry['value']:>10.4f}  {entry['percent_of_teacher']:>9.1f}%  "
-            f"{entry['latency_ms']:>6.2f} ms  {speed}"
-        )
+        click.echo(report.render_console(report.picks_table(picks, objective)))
 
 
 def _use_data_root(data_root: str | None) -> None:
@@ -307,9 +262,9 @@ def latency_command(
         },
     )
     _setup_logging(verbose=False)
-    from paretokd import pipeline
+    from paretokd import measure
 
-    click.echo(json.dumps(pipeline.measure_target(target, spec), indent=2))
+    click.echo(json.dumps(measure.measure_target(target, spec), indent=2))
 
 
 @main.command("dashboard")
@@ -332,9 +287,10 @@ def dashboard_command(
     """Serve the study in optuna-dashboard, with the picks' files and the report as artifacts."""
     if out is None and storage is None:
         raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
-    from paretokd.report import dashboard
+    _setup_logging(verbose=False)
+    from paretokd import report
 
-    dashboard.serve(
+    report.serve(
         out_dir=Path(out) if out is not None else None,
         storage=storage,
         study_name=study_name,
@@ -380,8 +336,8 @@ def validate_proxy(
     )
     _setup_logging(verbose=False)
     from paretokd.models import data as data_mod
-    from paretokd.search import proxy, space
     from paretokd.models import teacher as teacher_mod
+    from paretokd.search import proxy, space
 
     loaded = teacher_mod.load(spec.teacher, spec.task)
     space.check_against_teacher(spec.space, loaded.dims)

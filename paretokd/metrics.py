@@ -13,7 +13,6 @@ import math
 from collections.abc import Sequence
 
 from paretokd.config import Metric
-from paretokd.errors import ParetokdError
 
 WORST: dict[str, float] = {
     "accuracy": 0.0,

@@ -11,16 +11,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import FixedTrial
 from transformers import PreTrainedModel
 
-from paretokd import distill, latency
-from paretokd.config import StudySpec, format_budget
-from paretokd.models import student
+from paretokd import latency
+from paretokd.config import StudySpec
+from paretokd.distill import recipe
+from paretokd.distill.recipe import Slicing
+from paretokd.distill.targets import TeacherTargets, make_batches
+from paretokd.files import write_text
 from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
-from paretokd.search import space
-from paretokd.search.recommend import Pick
+from paretokd.records import Arch, FinalStudent
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,11 @@ PARITY_TOLERANCE = 1e-3
 CACHE_LIMIT_BYTES = 4 << 30
 """Keep the teacher's outputs for the final training in memory up to this worst-case size."""
 
+MARKER = "final.json"
+"""The finished student's record inside its folder (:class:`FinalStudent` and its key)."""
 
-def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> distill.TeacherTargets:
+
+def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> TeacherTargets:
     """The full training split, batched, with the teacher's outputs shared by every pick.
 
     Every pick trains with the same seed, so it visits the same batches: the
@@ -39,7 +43,7 @@ def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> disti
     could need more than :data:`CACHE_LIMIT_BYTES` (a big teacher or a long
     final training), in which case each pick recomputes them.
     """
-    batches, _ = distill.make_batches(
+    batches, _ = make_batches(
         splits.full_train, teacher.tokenizer, spec.distill.batch_size, spec.data.max_length
     )
     cfg = teacher.config
@@ -51,7 +55,7 @@ def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> disti
         * cfg.hidden_size
         * 2  # float16
     )
-    return distill.TeacherTargets(teacher.model, batches, keep=worst <= CACHE_LIMIT_BYTES)
+    return TeacherTargets(teacher.model, batches, keep=worst <= CACHE_LIMIT_BYTES)
 
 
 @dataclass(frozen=True)
@@ -60,134 +64,84 @@ class Job:
 
     folder: str
     """Its folder under ``students/``: the budget (``10ms``) or ``reference``."""
-    arch: dict[str, int]
+    arch: Arch
     budget_ms: float | None
     """The budget it must meet; ``None`` for the reference."""
     trial: int | None
 
-    @classmethod
-    def for_pick(cls, pick: Pick) -> Job:
-        """The job of a recommended trial."""
-        assert pick.trial is not None and pick.arch is not None
-        return cls(format_budget(pick.budget_ms), dict(pick.arch), pick.budget_ms, pick.trial)
+
+def _key(job: Job, spec: StudySpec) -> dict[str, Any]:
+    """What makes a finished student reusable: same architecture, spec and recipe length."""
+    return {"arch_id": job.arch.id, "spec_hash": spec.hash, "final_steps": spec.distill.final_steps}
 
 
-@dataclass(frozen=True)
-class FinalResult:
-    """A distilled, exported and re-measured student."""
-
-    budget_ms: float | None
-    trial: int | None
-    loss: float
-    """Held-out loss on the proxy eval split, comparable with the search's."""
-    latency: latency.LatencyStats
-    parity_max_abs_diff: float
-    dir: Path
-    onnx: Path
-    steps: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, in the shape ``recommendations.json`` uses."""
-        within = None if self.budget_ms is None else self.latency.p50_ms <= self.budget_ms
-        return {
-            "loss": self.loss,
-            "latency_ms": self.latency.p50_ms,
-            "within_budget": within,
-            "latency": self.latency.to_dict(),
-            "parity_max_abs_diff": self.parity_max_abs_diff,
-            "steps": self.steps,
-            "dir": str(self.dir),
-            "onnx": str(self.onnx),
-        }
-
-
-def copy_student(source: Path, job: Job, out_dir: Path) -> None:
-    """Give ``job`` the finished student in ``source`` (same architecture and settings).
-
-    Two budgets can pick one architecture; it is distilled once and copied,
-    and :func:`distill_and_export` then finds the copy finished.
-    """
-    target = out_dir / "students" / job.folder
-    if target.resolve() == source.resolve():
-        return
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
-
-
-def _done(marker: Path, key: dict[str, Any]) -> FinalResult | None:
-    """A finished student written by an earlier run with the same key, if any."""
+def finished(job: Job, spec: StudySpec, out_dir: Path) -> FinalStudent | None:
+    """The student an earlier run finished for ``job``'s architecture and settings, if any."""
+    folder = out_dir / "students" / job.folder
     try:
-        raw = json.loads(marker.read_text())
+        raw = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
         return None
-    if raw.get("key") != key:
+    if raw.get("key") != _key(job, spec):
         return None
-    return FinalResult(
-        budget_ms=raw["budget_ms"],
-        trial=raw["trial"],
-        loss=raw["loss"],
-        latency=latency.LatencyStats(**raw["latency"]),
-        parity_max_abs_diff=raw["parity_max_abs_diff"],
-        dir=marker.parent,
-        onnx=marker.parent / "model.onnx",
-        steps=raw["steps"],
-    )
+    done = FinalStudent.from_json(raw["student"], folder)
+    return done.for_job(job.folder, job.budget_ms, job.trial)
+
+
+def copy_student(source: FinalStudent, job: Job, out_dir: Path, spec: StudySpec) -> FinalStudent:
+    """Give ``job`` the finished student ``source`` (same architecture and settings).
+
+    Two budgets can pick one architecture; it is distilled once and copied.
+    """
+    target = out_dir / "students" / job.folder
+    copied = source.for_job(job.folder, job.budget_ms, job.trial)
+    if target.resolve() == source.dir.resolve():
+        return copied
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source.dir, partial)
+    copied = replace(copied, dir=target)
+    _write_marker(partial, copied, _key(job, spec))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+    return copied
+
+
+def _write_marker(folder: Path, student: FinalStudent, key: dict[str, Any]) -> None:
+    # Paths inside final.json are relative to the student's own folder.
+    record = {"key": key, "student": student.to_json(student.dir)}
+    write_text(folder / MARKER, json.dumps(record, indent=2) + "\n")
 
 
 def distill_and_export(
     job: Job,
     spec: StudySpec,
     teacher: Teacher,
-    full_train: distill.TeacherTargets,
-    proxy_eval: distill.TeacherTargets,
-    residual_order: list[int],
-    unit_order: list[list[int]],
+    full_train: TeacherTargets,
+    proxy_eval: TeacherTargets,
+    slicing: Slicing,
     out_dir: Path,
     progress: Callable[[int, float], None] | None = None,
-) -> tuple[FinalResult, PreTrainedModel]:
+) -> tuple[FinalStudent, PreTrainedModel]:
     """Distil ``job`` for ``spec.distill.final_steps`` steps on the full split and export it.
 
     Writes ``out_dir/students/<folder>/`` with the HF model and tokenizer,
     ``model.onnx``, ``latency.json`` and ``final.json``. The folder is built
     under a temporary name and renamed when complete, so a crash never leaves a
-    half-written student where a finished one is expected; a rerun with the
-    same architecture and settings reuses a finished folder.
+    half-written student where a finished one is expected.
 
     Returns:
-        The result and the trained student (read back from its folder when reused).
+        The final student and the trained model.
 
     Raises:
         RuntimeError: If the ONNX export disagrees with PyTorch (a bug, not user input).
     """
     target = out_dir / "students" / job.folder
-    # Replay the trial's parameters through the same space, as Optuna's FixedTrial intends.
-    arch = space.suggest(FixedTrial(dict(job.arch)), spec.space)
-    key = {"arch_id": arch.id, "spec_hash": spec.hash, "final_steps": spec.distill.final_steps}
-    finished = _done(target / "final.json", key)
-    if finished is not None:
-        log.info("%s: reusing the finished student in %s", job.folder, target)
-        reused = type(teacher.model).from_pretrained(target, use_safetensors=True)
-        return replace(finished, budget_ms=job.budget_ms, trial=job.trial), reused.eval()
-
-    model = student.build(
-        arch, teacher.model, spec.distill.teacher_init, residual_order, unit_order
+    model = recipe.build(job.arch, teacher.model, spec, slicing)
+    steps = spec.distill.final_steps
+    done = recipe.distill_and_score(
+        model, full_train, proxy_eval, spec, slicing, steps, progress=progress
     )
-    result, proj = distill.train(
-        model,
-        full_train,
-        steps=spec.distill.final_steps,
-        learning_rate=spec.distill.learning_rate,
-        weight_decay=spec.distill.weight_decay,
-        seed=spec.seed,
-        task=spec.task,
-        kept_dims=student.kept_dims(residual_order, arch.hidden_size),
-        progress=progress,
-    )
-    loss = distill.evaluate(model, proj, proxy_eval, spec.task)
-
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -199,33 +153,30 @@ def distill_and_export(
     )
     diff = latency.parity(model, onnx_path, proxy_eval.batches[0], spec.latency)
     if diff > PARITY_TOLERANCE:
-        raise RuntimeError(f"ONNX export of {arch.id} differs from PyTorch by {diff:.2e}")
+        raise RuntimeError(f"ONNX export of {job.arch.id} differs from PyTorch by {diff:.2e}")
     stats = latency.measure(onnx_path, spec.latency, model.config.vocab_size)
     fp = latency.fingerprint(spec.latency)
-    (partial / "latency.json").write_text(
-        json.dumps({**stats.to_dict(), "fingerprint": fp.to_dict()}, indent=2) + "\n"
+    write_text(
+        partial / "latency.json",
+        json.dumps({**stats.to_json(), "fingerprint": fp.to_json()}, indent=2) + "\n",
     )
-    final = FinalResult(
+    final = FinalStudent(
+        folder=job.folder,
+        arch=job.arch,
         budget_ms=job.budget_ms,
         trial=job.trial,
-        loss=loss,
+        loss=done.loss,
         latency=stats,
         parity_max_abs_diff=diff,
+        steps=done.result.steps,
         dir=target,
-        onnx=target / "model.onnx",
-        steps=result.steps,
     )
-    record = {
-        "key": key,
-        "budget_ms": job.budget_ms,
-        "trial": job.trial,
-        "arch": arch.to_dict(),
-        "loss": loss,
-        "latency": stats.to_dict(),
-        "parity_max_abs_diff": diff,
-        "steps": result.steps,
-    }
-    (partial / "final.json").write_text(json.dumps(record, indent=2) + "\n")
+    _write_marker(partial, final, _key(job, spec))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return final, model
+
+
+def load_model(final: FinalStudent, teacher: Teacher) -> PreTrainedModel:
+    """The trained model of a finished student, read back from its folder."""
+    return type(teacher.model).from_pretrained(final.dir, use_safetensors=True).eval()

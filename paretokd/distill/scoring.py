@@ -19,11 +19,11 @@ from torch import Tensor
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from paretokd.models import data
 from paretokd import distill, metrics
 from paretokd.config import Metric, StudySpec
-from paretokd.models.data import Text
 from paretokd.errors import ParetokdError
+from paretokd.models import data
+from paretokd.models.data import Text
 from paretokd.models.teacher import Teacher
 
 EVAL_BATCH = 64

@@ -17,10 +17,6 @@ from paretokd.models.data import Text
 Batch = dict[str, Tensor]
 
 
-
-
-
-
 def tokenize(
     texts: Sequence[Text], tokenizer: PreTrainedTokenizerBase, max_length: int
 ) -> dict[str, list[list[int]]]:
@@ -56,8 +52,6 @@ def make_batches(
         rows = [{k: encoded[k][i] for k in encoded} for i in order[start : start + batch_size]]
         batches.append(dict(tokenizer.pad(rows, return_tensors="pt")))
     return batches, order
-
-
 
 
 @dataclass(frozen=True)

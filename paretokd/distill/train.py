@@ -1,4 +1,4 @@
-"""The training loop that every distillation runs (search trials, finals, validate-proxy), and held-out evaluation."""
+"""The training loop every distillation runs (trials, finals, validate-proxy); held-out scores."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from transformers import PreTrainedModel
 from paretokd.config import TaskSpec
 from paretokd.distill.losses import (
     Projections,
-    squared_sums,
     layer_losses,
     logit_loss,
     logit_loss_sums,
+    squared_sums,
 )
 from paretokd.distill.targets import Target, TeacherTargets
 from paretokd.records import UNTRAINED_LOSS

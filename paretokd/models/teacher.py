@@ -18,11 +18,11 @@ from transformers import (
 )
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from paretokd.models import data
 from paretokd.config import TaskSpec, TeacherSpec
 from paretokd.errors import ParetokdError
-from paretokd.records import Arch
+from paretokd.models import data
 from paretokd.models.student import FAMILIES, sizes
+from paretokd.records import Arch
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from paretokd.errors import ParetokdError
 from paretokd.metrics import WORST
@@ -67,7 +67,7 @@ class Objective:
         return self.name != "loss"
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["maximize", "minimize"]:
         """Optuna's word for :attr:`maximise`: ``maximize`` or ``minimize``."""
         return "maximize" if self.maximise else "minimize"
 

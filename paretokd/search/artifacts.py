@@ -13,6 +13,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 ARTIFACT_DIR = "artifacts"
 """The artifact store's folder inside a run's output folder."""
 
+
 def artifact_store(out_dir: Path) -> FileSystemArtifactStore:
     """The run's artifact store, ``out_dir/artifacts`` (created if missing)."""
     path = Path(out_dir) / ARTIFACT_DIR

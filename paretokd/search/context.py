@@ -1,4 +1,4 @@
-"""What every trial of a run shares, computed once: the teacher's outputs, slicing orders, recipe."""
+"""What every trial of a run shares, computed once: the teacher's outputs and the slicing."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from transformers import PreTrainedModel
 
 from paretokd import distill, latency
 from paretokd.config import StudySpec
-from paretokd.distill import scoring
+from paretokd.distill import recipe, scoring
+from paretokd.distill.recipe import Distilled, Slicing
 from paretokd.models import student
 from paretokd.models.data import Splits, Text
 from paretokd.models.teacher import Teacher
-from paretokd.search import space
+from paretokd.records import Arch, Fingerprint, LatencyStats, Objective
+from paretokd.search.storage import objective
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -34,25 +34,27 @@ class Context:
     proxy_train: distill.TeacherTargets
     proxy_eval: distill.TeacherTargets
     workdir: Path
-    residual_order: list[int]
-    """The teacher's residual dimensions, most energetic first (see ``student.build``)."""
-    unit_order: list[list[int]]
-    """Per teacher layer, its FFN units, most important first (``student.unit_orders``)."""
+    slicing: Slicing
+    """How students are cut from the teacher (see :class:`paretokd.distill.recipe.Slicing`)."""
+    fingerprint: Fingerprint
+    """This machine and latency setup, stored with every timing."""
     out_dir: Path | None = None
     """The run's folder: trials attach their ``latency.json`` to its artifact store."""
-    fingerprint: dict[str, Any] | None = None
-    """This machine and latency setup (``latency.fingerprint``), stored in each trial's file."""
     proxy_eval_labels: list[float] | None = None
     """Gold labels of the held-out proxy texts, in batch order (task metric objective)."""
 
+    @property
+    def objective(self) -> Objective:
+        """Objective 1 of the study."""
+        return objective(self.spec)
 
-def build_student(arch: space.Arch, ctx: Context) -> PreTrainedModel:
-    """A student of ``arch``, initialised from the teacher as the spec says."""
-    teacher_init = ctx.spec.distill.teacher_init
-    return student.build(arch, ctx.teacher.model, teacher_init, ctx.residual_order, ctx.unit_order)
+
+def build_student(arch: Arch, ctx: Context) -> PreTrainedModel:
+    """A student of ``arch`` cut from the teacher, as every trial and final builds it."""
+    return recipe.build(arch, ctx.teacher.model, ctx.spec, ctx.slicing)
 
 
-def time_student(model: PreTrainedModel, ctx: Context) -> latency.LatencyStats:
+def time_student(model: PreTrainedModel, ctx: Context) -> LatencyStats:
     """Export ``model`` to a scratch file and time it under the study's latency setup."""
     with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
         return latency.measure_model(
@@ -60,25 +62,15 @@ def time_student(model: PreTrainedModel, ctx: Context) -> latency.LatencyStats:
         )
 
 
-def proxy_distill(
-    model: PreTrainedModel, ctx: Context, steps: int | None = None
-) -> tuple[distill.DistillResult, float]:
+def proxy_distill(model: PreTrainedModel, ctx: Context, steps: int | None = None) -> Distilled:
     """The search's distillation on the proxy split, then the held-out loss.
 
     ``steps`` defaults to the spec's ``proxy_steps`` (``validate-proxy`` asks for more).
     """
-    spec = ctx.spec
-    result, proj = distill.train(
-        model,
-        ctx.proxy_train,
-        steps=steps or spec.distill.proxy_steps,
-        learning_rate=spec.distill.learning_rate,
-        weight_decay=spec.distill.weight_decay,
-        seed=spec.seed,
-        task=spec.task,
-        kept_dims=student.kept_dims(ctx.residual_order, model.config.hidden_size),
+    steps = steps or ctx.spec.distill.proxy_steps
+    return recipe.distill_and_score(
+        model, ctx.proxy_train, ctx.proxy_eval, ctx.spec, ctx.slicing, steps
     )
-    return result, distill.evaluate(model, proj, ctx.proxy_eval, spec.task)
 
 
 def proxy_metric(model: PreTrainedModel, ctx: Context) -> float:
@@ -147,9 +139,8 @@ def prepare(
         proxy_train=targets[0],
         proxy_eval=targets[1],
         workdir=workdir,
-        residual_order=distill.residual_order(targets[0]),
-        unit_order=unit_order,
+        slicing=Slicing(distill.residual_order(targets[0]), unit_order),
+        fingerprint=latency.fingerprint(spec.latency),
         out_dir=out_dir,
-        fingerprint=latency.fingerprint(spec.latency).to_dict(),
         proxy_eval_labels=labels,
     )

@@ -5,39 +5,43 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
-log = logging.getLogger(__name__)
+from paretokd.records import SearchSpend, TrialRecord
+from paretokd.search.context import Context
+from paretokd.search.storage import objective_of
+from paretokd.search.teacher_timing import DRIFT_EVERY, check_drift, drift_guard
+from paretokd.search.trial import objective
 
+log = logging.getLogger(__name__)
 
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     if trial.state == TrialState.PRUNED:
-        return  # not run: the study had its trials (see objective)
+        return  # not run: the study had its trials (see trial.objective)
     if trial.state != TrialState.COMPLETE or trial.values is None:
         log.warning("trial %d ended %s", trial.number, trial.state.name)
         return
-    a = trial.user_attrs
-    if "cached_from" in a:
-        note = f"figures of {a['cached_from']}"
-    elif a["trained"]:
+    record = TrialRecord.read(trial)
+    if record.cached_from is not None:
+        note = f"figures of {record.cached_from}"
+    elif record.feasible:
         note = "trained"
     else:
         note = "over budget, not trained"
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     log.info(
         "trial %3d  %-20s %5.1fM params  p50 %6.2f ms  %s %.4f  (%s, %.1f s)",
-        trial.number,
-        a["arch_id"],
-        a["params"] / 1e6,
-        trial.values[1],
-        study.metric_names[0] if study.metric_names else "loss",
-        trial.values[0],
+        record.number,
+        record.arch.id,
+        record.params / 1e6,
+        record.latency_ms,
+        objective_of(study).name,
+        record.value,
         note,
         seconds,
     )
@@ -98,7 +102,7 @@ def run(
                 # a study stop at the study's total.
                 optuna.study.MaxTrialsCallback(ctx.spec.trials, states=(TrialState.COMPLETE,)),
                 _log_trial,
-                _drift_guard(ctx, DRIFT_EVERY),
+                drift_guard(ctx, DRIFT_EVERY),
             ],
             show_progress_bar=show_progress,
         )
@@ -115,28 +119,7 @@ def summary(study: optuna.Study, result: SearchResult) -> SearchResult:
     )
 
 
-@dataclass(frozen=True)
-class Spend:
-    """Where a study's trial time went."""
-
-    trials: int
-    seconds: float
-    """Wall time of every complete trial, summed (over all workers)."""
-    never_pickable: int
-    """Trials slower than the largest budget: measured, never trained, never pickable."""
-    never_pickable_seconds: float
-
-    @property
-    def never_pickable_share(self) -> float:
-        """The fraction of trial time spent on trials that could never be picked."""
-        return self.never_pickable_seconds / self.seconds if self.seconds else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with the share."""
-        return {**asdict(self), "never_pickable_share": self.never_pickable_share}
-
-
-def spend(study: optuna.Study) -> Spend:
+def spend(study: optuna.Study) -> SearchSpend:
     """Sum the time of the study's complete trials, and of those that could never be picked."""
     total = wasted = 0.0
     n = n_wasted = 0
@@ -144,7 +127,7 @@ def spend(study: optuna.Study) -> Spend:
         seconds = t.duration.total_seconds() if t.duration else 0.0
         total += seconds
         n += 1
-        if any(v > 0 for v in t.constraints.values()):
+        if not TrialRecord.read(t).feasible:
             wasted += seconds
             n_wasted += 1
-    return Spend(n, total, n_wasted, wasted)
+    return SearchSpend(n, total, n_wasted, wasted)

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paretokd import search
 from paretokd.config import SpaceSpec, StudySpec
 from paretokd.errors import ParetokdError
 from paretokd.metrics import kendall_tau, spearman
 from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
-from paretokd.search import space
+from paretokd.records import Arch
+from paretokd.search import context, space
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ POOL_FACTOR = 2
 # --- sampling architectures over the latency range ----------------------------------------
 
 
-def sample_archs(space_spec: SpaceSpec, n: int, seed: int) -> list[space.Arch]:
+def sample_archs(space_spec: SpaceSpec, n: int, seed: int) -> list[Arch]:
     """``n`` distinct architectures drawn uniformly from the space (all of them if fewer).
 
     The first ``n`` of one seeded shuffle, so a larger ``n`` extends a smaller one.
@@ -47,8 +47,8 @@ def sample_archs(space_spec: SpaceSpec, n: int, seed: int) -> list[space.Arch]:
 
 
 def spread_by_latency(
-    measured: Sequence[tuple[space.Arch, float]], k: int, max_ms: float
-) -> list[tuple[space.Arch, float]]:
+    measured: Sequence[tuple[Arch, float]], k: int, max_ms: float
+) -> list[tuple[Arch, float]]:
     """Up to ``k`` of ``measured`` (arch, latency) at evenly spaced latency quantiles.
 
     Architectures slower than ``max_ms`` (the largest budget) are left out: the
@@ -124,11 +124,11 @@ def validate(
     long_steps = factor * proxy_steps
     with tempfile.TemporaryDirectory(prefix="paretokd-proxy-") as tmp:
         workdir = Path(tmp)
-        ctx = search.prepare(spec, teacher, splits, workdir)
+        ctx = context.prepare(spec, teacher, splits, workdir)
         pool = sample_archs(spec.space, POOL_FACTOR * k, seed)
         measured = []
         for i, arch in enumerate(pool, 1):
-            ms = search.time_student(search.build_student(arch, ctx), ctx).p50_ms
+            ms = context.time_student(context.build_student(arch, ctx), ctx).p50_ms
             say(f"latency {i}/{len(pool)} {arch.id}: {ms:.2f} ms")
             measured.append((arch, ms))
         chosen = spread_by_latency(measured, k, budget)
@@ -142,8 +142,8 @@ def validate(
         long_: list[float] = []
         for i, (arch, ms) in enumerate(chosen, 1):
             # Each from a fresh student, with the search's own recipe.
-            _, short = search.proxy_distill(search.build_student(arch, ctx), ctx)
-            _, long = search.proxy_distill(search.build_student(arch, ctx), ctx, long_steps)
+            short = context.proxy_distill(context.build_student(arch, ctx), ctx).loss
+            long = context.proxy_distill(context.build_student(arch, ctx), ctx, long_steps).loss
             say(f"distil {i}/{len(chosen)} {arch.id}: proxy {short:.4f}, long {long:.4f}")
             proxy.append(short)
             long_.append(long)

@@ -134,9 +134,9 @@ def open_study(
                 f"study {study_name!r} in {redact(url)} was made with a different spec "
                 f"({', '.join(diff[:5])} differ); keep the old settings or pass a new --study-name"
             )
-        if attrs.get("fingerprint") != fingerprint.to_dict():
+        if attrs.get("fingerprint") != fingerprint.to_json():
             stored = attrs.get("fingerprint", {})
-            diff = spec_differences(stored, fingerprint.to_dict())
+            diff = spec_differences(stored, fingerprint.to_json())
             raise ParetokdError(
                 f"study {study_name!r} holds latencies measured on other hardware or settings "
                 f"({', '.join(diff)} differ: {stored.get('hardware')}); latencies from different "
@@ -146,7 +146,7 @@ def open_study(
         study.set_metric_names([objective(spec).name, "latency_ms"])
         study.set_user_attr("spec_identity", spec.identity())
         study.set_user_attr("spec_hash", spec.hash)
-        study.set_user_attr("fingerprint", fingerprint.to_dict())
+        study.set_user_attr("fingerprint", fingerprint.to_json())
         study.set_user_attr("versions", versions())
     study.set_user_attr("spec", spec.to_dict())  # the latest run's full spec (budgets may change)
     return study

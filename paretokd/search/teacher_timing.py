@@ -1,4 +1,4 @@
-"""The teacher's latency: measured once per study, re-timed beside the finals, and the drift guard."""
+"""The teacher's latency: measured once per study, re-timed beside the finals; the drift guard."""
 
 from __future__ import annotations
 
@@ -11,22 +11,28 @@ import optuna
 from optuna.trial import TrialState
 
 from paretokd import latency
+from paretokd.records import LatencyStats
+from paretokd.search.context import Context
 
 log = logging.getLogger(__name__)
 
 
-def measure_teacher(study: optuna.Study, ctx: Context) -> latency.LatencyStats:
+TEACHER_LATENCY_ATTR = "teacher_latency"
+"""Study user attribute: the teacher's :class:`LatencyStats` at the study's start."""
+
+
+def measure_teacher(study: optuna.Study, ctx: Context) -> LatencyStats:
     """The teacher's latency under the study's setup, measured once and stored in the study."""
-    stored = study.user_attrs.get("teacher_latency")
+    stored = study.user_attrs.get(TEACHER_LATENCY_ATTR)
     if stored is not None:
-        return latency.LatencyStats(**stored)
+        return LatencyStats.from_json(stored)
     # Kept in the workdir: the drift guard re-times this very graph.
     stats = latency.measure(_teacher_onnx(ctx), ctx.spec.latency, ctx.teacher.config.vocab_size)
-    study.set_user_attr("teacher_latency", stats.to_dict())
+    study.set_user_attr(TEACHER_LATENCY_ATTR, stats.to_json())
     return stats
 
 
-def retime_teacher(ctx: Context) -> latency.LatencyStats:
+def retime_teacher(ctx: Context) -> LatencyStats:
     """The teacher timed again now, e.g. side by side with the final students.
 
     A CPU that has been training for minutes runs inference measurably slower
@@ -63,10 +69,10 @@ def check_drift(study: optuna.Study, ctx: Context, trial: int | None = None) -> 
     Returns:
         Whether the machine drifted.
     """
-    stored = study.user_attrs.get("teacher_latency")
+    stored = study.user_attrs.get(TEACHER_LATENCY_ATTR)
     if stored is None:
         return False
-    baseline = float(stored["p50_ms"])
+    baseline = LatencyStats.from_json(stored).p50_ms
     check = latency.check_drift(
         _teacher_onnx(ctx), ctx.spec.latency, baseline, ctx.teacher.config.vocab_size
     )
@@ -86,7 +92,7 @@ def check_drift(study: optuna.Study, ctx: Context, trial: int | None = None) -> 
     return True
 
 
-def _drift_guard(
+def drift_guard(
     ctx: Context, every: int
 ) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
     done = 0

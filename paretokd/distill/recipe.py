@@ -1,0 +1,85 @@
+"""The one recipe every student goes through: built from the teacher, distilled, scored.
+
+The search's trials, the finals, ``validate-proxy`` and the benches all call
+:func:`build` and :func:`distill` with the study's spec, so a final student is
+the search's candidate trained for longer, never a differently made model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from transformers import PreTrainedModel
+
+from paretokd.config import StudySpec
+from paretokd.distill.losses import Projections
+from paretokd.distill.targets import TeacherTargets
+from paretokd.distill.train import DistillResult, evaluate, train
+from paretokd.models import student
+from paretokd.records import Arch
+
+
+@dataclass(frozen=True)
+class Slicing:
+    """How students are cut from the teacher, measured once per study on the proxy texts."""
+
+    residual_order: list[int]
+    """The teacher's residual dimensions, most energetic first (see ``student.build``)."""
+    unit_order: list[list[int]]
+    """Per teacher layer, its FFN units, most important first (``student.unit_orders``)."""
+
+
+def build(
+    arch: Arch, teacher: PreTrainedModel, spec: StudySpec, slicing: Slicing
+) -> PreTrainedModel:
+    """A student of ``arch``, initialised from the teacher as the spec says."""
+    return student.build(
+        arch, teacher, spec.distill.teacher_init, slicing.residual_order, slicing.unit_order
+    )
+
+
+def distill(
+    model: PreTrainedModel,
+    targets: TeacherTargets,
+    spec: StudySpec,
+    slicing: Slicing,
+    steps: int,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[DistillResult, Projections]:
+    """Train ``model`` on ``targets`` for ``steps`` steps with the spec's settings."""
+    return train(
+        model,
+        targets,
+        steps=steps,
+        learning_rate=spec.distill.learning_rate,
+        weight_decay=spec.distill.weight_decay,
+        seed=spec.seed,
+        task=spec.task,
+        kept_dims=student.kept_dims(slicing.residual_order, model.config.hidden_size),
+        progress=progress,
+    )
+
+
+@dataclass(frozen=True)
+class Distilled:
+    """A student after the recipe: the model, its training and its held-out loss."""
+
+    model: PreTrainedModel
+    result: DistillResult
+    loss: float
+    """Held-out distillation loss (0 = the teacher's outputs, 1 = explains nothing)."""
+
+
+def distill_and_score(
+    model: PreTrainedModel,
+    train_targets: TeacherTargets,
+    held_out: TeacherTargets,
+    spec: StudySpec,
+    slicing: Slicing,
+    steps: int,
+    progress: Callable[[int, float], None] | None = None,
+) -> Distilled:
+    """:func:`distill` then the held-out loss on ``held_out`` (the proxy eval split)."""
+    result, proj = distill(model, train_targets, spec, slicing, steps, progress)
+    return Distilled(model, result, evaluate(model, proj, held_out, spec.task))
