@@ -10,7 +10,7 @@ Architectures are spread evenly, by estimated compute, over the default
 search space (``SpaceSpec()``) and built from the default teacher
 (all-MiniLM-L6-v2, resolved offline), exactly as the search builds students.
 Every measurement is one in-process ``paretokd latency`` call
-(:func:`paretokd.pipeline.measure_target`): build, export, time. Rounds visit the
+(:func:`paretokd.measure.measure_target`): build, export, time. Rounds visit the
 architectures in different orders (round 1 as listed, round 2 reversed, later
 rounds shuffled), so slow drift of the machine shows up as disagreement rather
 than cancelling out.
@@ -42,11 +42,11 @@ import time
 from pathlib import Path
 
 from paretokd import config
+from paretokd.config import SpaceSpec, StudySpec, TeacherSpec
+from paretokd.measure import measure_target
+from paretokd.metrics import kendall_tau
 from paretokd.models import student
 from paretokd.models import teacher as teacher_mod
-from paretokd.config import SpaceSpec, StudySpec, TeacherSpec
-from paretokd.metrics import kendall_tau
-from paretokd.pipeline import measure_target
 from paretokd.records import Arch
 
 
@@ -91,16 +91,16 @@ def distill_seconds(archs: list[Arch], spec: StudySpec, teacher: teacher_mod.Tea
     import torch
 
     from paretokd.models import data
-    from paretokd import search
+    from paretokd.search import context
 
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
-    torch.set_num_threads(os.cpu_count() or 1)  # as search.run trains
+    torch.set_num_threads(os.cpu_count() or 1)  # as search.loop.run trains
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = search.prepare(spec, teacher, splits, Path(tmp))
+        ctx = context.prepare(spec, teacher, splits, Path(tmp))
         for arch in archs:
             t0 = time.perf_counter()
-            search.proxy_distill(search.build_student(arch, ctx), ctx)
+            context.proxy_distill(context.build_student(arch, ctx), ctx)
             out[arch.id] = time.perf_counter() - t0
     return out
 
@@ -116,6 +116,7 @@ def fusion_table(
     import tempfile
 
     from paretokd import latency
+    from paretokd.latency import export
 
     texts = ["A short one.", "A somewhat longer sentence, so that the batch needs padding."]
     batch = dict(teacher.tokenizer(texts, padding=True, return_tensors="pt"))
@@ -133,15 +134,15 @@ def fusion_table(
             )
             paths, diffs = {}, {}
             for name, (attention, lat) in variants.items():
-                exported = latency.EXPORT_ATTENTION
-                latency.EXPORT_ATTENTION = attention  # what export_onnx switches the model to
+                exported = export.EXPORT_ATTENTION
+                export.EXPORT_ATTENTION = attention  # what export_onnx switches the model to
                 try:
                     path = Path(tmp) / f"{arch.id}-{name}.onnx"
                     paths[name] = latency.export_onnx(
                         model, teacher.tokenizer.model_input_names, path, lat
                     )
                 finally:
-                    latency.EXPORT_ATTENTION = exported
+                    export.EXPORT_ATTENTION = exported
                 diffs[name] = latency.parity(model, paths[name], batch, lat)
             p50: dict[str, list[float]] = {name: [] for name in variants}
             for _ in range(rounds):

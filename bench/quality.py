@@ -30,11 +30,17 @@ import json
 import logging
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from paretokd import config, pipeline, search
+from paretokd import config, pipeline
+from paretokd.logs import quiet_libraries
+from paretokd.measure import measure_target
 from paretokd.models import data
 from paretokd.models import teacher as teacher_mod
+from paretokd.records import Evaluation, FinalStudent, RunRecord
+from paretokd.search.reference import handcrafted_arch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -68,6 +74,37 @@ def write_corpus(out: Path) -> tuple[Path, int]:
     return path, len(distinct)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A final student's evaluation score, beside the teacher's, and its final latency."""
+
+    score: float
+    percent: float
+    """Its score as a percentage of the teacher's."""
+    latency_ms: float
+    speedup: float
+
+    def to_json(self, ev: Evaluation) -> dict[str, Any]:
+        """An entry of ``quality.json``."""
+        return {
+            "metric": ev.metric,
+            "value": self.score,
+            "examples": ev.examples,
+            "percent_of_teacher": self.percent,
+            "latency_ms": self.latency_ms,
+            "speedup": self.speedup,
+        }
+
+
+def scored(record: RunRecord, final: FinalStudent | None) -> Scored | None:
+    """``final``'s figures from the run's record; ``None`` without a final or a score."""
+    if final is None or final.score is None:
+        return None
+    percent = record.percent_of_teacher(final)
+    assert percent is not None, "the teacher scored 0 on the evaluation set"
+    return Scored(final.score, percent, final.latency.p50_ms, record.speedup(final))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-quality")
@@ -78,7 +115,7 @@ def main() -> None:
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} is missing: this benchmark needs the shared data sets")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    pipeline.quiet_libraries()
+    quiet_libraries()
 
     corpus, n_texts = write_corpus(args.out)
     print(f"corpus: {n_texts} distinct sentences in {corpus}")
@@ -107,15 +144,15 @@ def main() -> None:
     )
 
     teacher = teacher_mod.load(spec.teacher, spec.task)
-    handcrafted = search.handcrafted_arch(teacher)
+    handcrafted = handcrafted_arch(teacher)
     # The budgets rest on these two figures, so each is the median of ROUNDS
     # measurements taken alternately: one timing in a fresh process once read
     # the teacher at 47 ms where the run, a minute later, measured 29 ms.
     runs: dict[str, list[float]] = {"teacher": [], "reference": []}
     arch = json.dumps(handcrafted.to_dict())
     for _ in range(ROUNDS):
-        runs["teacher"].append(pipeline.measure_target(spec.teacher.name, spec)["p50_ms"])
-        runs["reference"].append(pipeline.measure_target(arch, spec, teacher)["p50_ms"])
+        runs["teacher"].append(measure_target(spec.teacher.name, spec)["p50_ms"])
+        runs["reference"].append(measure_target(arch, spec, teacher)["p50_ms"])
     for name, values in runs.items():
         print(f"{name} p50 per round: " + ", ".join(f"{v:.2f}" for v in values) + " ms")
     teacher_ms, reference_ms = (statistics.median(runs[k]) for k in ("teacher", "reference"))
@@ -127,38 +164,55 @@ def main() -> None:
     )
     spec = config.override(spec, budgets=tuple(round(b, 2) for b in budgets))
     result = pipeline.run(spec, out=args.out / "run", show_progress=False)
+    quality = summarise(result.record)
+    (args.out / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
 
-    ev = result.evaluation
+
+def summarise(record: RunRecord) -> dict[str, Any]:
+    """Print the evaluation and the targets; return what ``quality.json`` holds."""
+    ev = record.evaluation
     assert ev is not None
-    teacher_score = ev["teacher"]["value"]
     print(
-        f"\nteacher {ev['metric']} {teacher_score:.4f} "
-        f"(p50 in the run {result.teacher['latency_ms']:.2f} ms)"
+        f"\nteacher {ev.metric} {ev.teacher:.4f} "
+        f"(p50 in the run {record.teacher.latency.p50_ms:.2f} ms)"
     )
-    rows = [("reference", ev["reference"])] + list(ev["picks"].items())
-    for name, entry in rows:
+    reference = scored(record, record.reference_final)
+    assert reference is not None, "the hand-crafted student had no final distillation"
+    finals = {p.budget: scored(record, record.final_of(p)) for p in record.picks}
+    picks = {budget: entry for budget, entry in finals.items() if entry is not None}
+    for name, entry in [("reference", reference), *picks.items()]:
         print(
-            f"{name:>10}: {entry['value']:.4f} = {entry['percent_of_teacher']:.1f}% of the teacher "
-            f"at {entry['latency_ms']:.2f} ms ({entry['speedup']:.2f}x)"
+            f"{name:>10}: {entry.score:.4f} = {entry.percent:.1f}% of the teacher "
+            f"at {entry.latency_ms:.2f} ms ({entry.speedup:.2f}x)"
         )
     targets = {"3.2x": (3.2, 97.0), "7x": (7.0, 90.0)}
     for label, (speed, keep) in targets.items():
-        met = [e for e in ev["picks"].values() if e["speedup"] >= speed]
-        best = max((e["percent_of_teacher"] for e in met), default=None)
+        met = [e for e in picks.values() if e.speedup >= speed]
+        best = max((e.percent for e in met), default=None)
         verdict = "met" if best is not None and best >= keep else "NOT met"
         shown = f"{best:.1f}%" if best is not None else "no pick that fast"
         print(f"target {label} keeping >= {keep:.0f}%: best {shown} -> {verdict}")
-    ref = ev["reference"]
     beating = [
         e
-        for e in ev["picks"].values()
-        if e["latency_ms"] <= ref["latency_ms"] and e["value"] > ref["value"]
+        for e in picks.values()
+        if e.latency_ms <= reference.latency_ms and e.score > reference.score
     ]
     print(
         "a pick at or below the hand-crafted student's latency beats it: "
         + ("yes" if beating else "no")
     )
-    (args.out / "quality.json").write_text(json.dumps(ev, indent=2) + "\n")
+    return {
+        **ev.to_json(),
+        "teacher": {
+            "metric": ev.metric,
+            "value": ev.teacher,
+            "examples": ev.examples,
+            "percent_of_teacher": 100.0 if ev.teacher else None,
+            "latency_ms": record.teacher.latency_ms,
+        },
+        "reference": reference.to_json(ev),
+        "picks": {name: entry.to_json(ev) for name, entry in picks.items()},
+    }
 
 
 if __name__ == "__main__":

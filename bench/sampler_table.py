@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from paretokd.config import DistillSpec
-from paretokd.report import hypervolume_2d
+from paretokd.records import CONSTRAINT, UNTRAINED_LOSS
+from paretokd.report.hypervolume import hypervolume_2d
 
 ROOT = Path(__file__).resolve().parent
 TABLE = ROOT / "data" / "sampler_table.json"
@@ -66,11 +67,11 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
     """Measure and distil up to ``n`` architectures of the default space, resuming ``path``."""
     import torch
 
-    from paretokd import config, search
+    from paretokd import config
+    from paretokd.logs import quiet_libraries
     from paretokd.models import data
-    from paretokd.search import proxy
     from paretokd.models import teacher as teacher_mod
-    from paretokd.pipeline import quiet_libraries
+    from paretokd.search import context, proxy
 
     quiet_libraries()
     lat = dataclasses.replace(
@@ -107,15 +108,17 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
     budget = max(spec.budgets)
     with tempfile.TemporaryDirectory(prefix="paretokd-table-") as tmp:
-        ctx = search.prepare(spec, teacher, splits, Path(tmp))
+        ctx = context.prepare(spec, teacher, splits, Path(tmp))
         for i, arch in enumerate(todo, 1):
             t0 = time.perf_counter()
-            model = search.build_student(arch, ctx)
-            stats = search.time_student(model, ctx)
+            model = context.build_student(arch, ctx)
+            stats = context.time_student(model, ctx)
             ms = stats.p50_ms
             t1 = time.perf_counter()
             trained = ms <= budget
-            loss = search.proxy_distill(model, ctx, proxy_steps)[1] if trained else 1.0
+            loss = (
+                context.proxy_distill(model, ctx, proxy_steps).loss if trained else UNTRAINED_LOSS
+            )
             table["rows"].append(
                 {
                     "arch_id": arch.id,
@@ -186,7 +189,7 @@ def references(table: dict[str, Any], trials: int) -> dict[str, tuple[float, flo
             worst_loss + margin * (worst_loss - best_loss),
             slow_ms + margin * (slow_ms - fast_ms),
         ),
-        "untrained": (1.0, budget),
+        "untrained": (UNTRAINED_LOSS, budget),
     }
 
 
@@ -202,10 +205,9 @@ def run_sampler(
     """
     import optuna
 
-    from paretokd.search import sampler as sampler_mod
-    from paretokd import search
-    from paretokd.search import space
     from paretokd.config import SearchSpec, StudySpec
+    from paretokd.search import sampler as sampler_mod
+    from paretokd.search import space
 
     find, s = _lookup(table)
     budget = float(table["budget_ms"])
@@ -222,8 +224,8 @@ def run_sampler(
         row = find(space.suggest(trial, s))
         ms = row["latency_ms"]
         trial.set_user_attr("violation", ms - budget)
-        trial.set_constraint(search.CONSTRAINT, ms - budget)
-        return (row["proxy_loss"] if ms <= budget else 1.0), ms
+        trial.set_constraint(CONSTRAINT, ms - budget)
+        return (row["proxy_loss"] if ms <= budget else UNTRAINED_LOSS), ms
 
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=smp)
     study.optimize(objective, n_trials=trials)

@@ -20,6 +20,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from paretokd.records import TrialRecord
+from paretokd.search.storage import default_storage
+
 
 def run(trials: int, workers: int, out: Path) -> dict[str, float]:
     """One search; returns wall time, trials/hour and the time trials waited for the lock."""
@@ -29,12 +32,10 @@ def run(trials: int, workers: int, out: Path) -> dict[str, float]:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    study = optuna.load_study(
-        study_name=f"throughput-w{workers}", storage=f"sqlite:///{out / 'study.db'}"
-    )
+    study = optuna.load_study(study_name=f"throughput-w{workers}", storage=default_storage(out))
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     search_s = sum(t.duration.total_seconds() for t in done if t.duration)
-    waited = sum(float(t.user_attrs["latency"].get("lock_wait_s") or 0.0) for t in done)
+    waited = sum(TrialRecord.read(t).latency.lock_wait_s or 0.0 for t in done)
     return {
         "trials": len(done),
         "wall_s": wall,

@@ -31,7 +31,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def sentences() -> list[str]:
     """Real English sentences from the standard library's docstrings."""
-    from paretokd.models.data import stdlib_sentences
+    from paretokd.models.corpus import stdlib_sentences
 
     return stdlib_sentences()
 

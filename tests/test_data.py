@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from paretokd.models import data
+from paretokd.models import corpus, data
 from paretokd.config import BUILTIN_CORPUS, DataSpec, EvaluationSpec
 from paretokd.errors import ParetokdError
 
@@ -204,7 +204,7 @@ def test_stdlib_corpus_builds_caches_and_reloads(
     def boom() -> list[str]:
         raise AssertionError("the cache should have been read")
 
-    monkeypatch.setattr(data, "stdlib_sentences", boom)
+    monkeypatch.setattr(corpus, "stdlib_sentences", boom)
     again = data.load_table(_spec(), tmp_path)
     assert again.texts == texts and again.description == description
 
@@ -226,12 +226,12 @@ def test_sentence_splitting_and_filters() -> None:
         "    x: The thing to frobnicate today.\n"
         "See https://example.org for the full story of it."
     )
-    sentences = [s for s in data._sentences(doc) if data._is_prose(s)]
+    sentences = [s for s in corpus._sentences(doc) if corpus._is_prose(s)]
     assert sentences == [
         "Summary line of a made-up function.",
         "Use it with care, e.g. Tuesdays only.",
     ]
-    assert not data._is_prose("Return dict(a=1, b=[2, 3]) for {x}.")
+    assert not corpus._is_prose("Return dict(a=1, b=[2, 3]) for {x}.")
 
 
 # --- real data (skipped where ../shared/data is absent) ---------------------------------------

@@ -17,11 +17,12 @@ from click.testing import CliRunner
 from transformers import AutoModel, AutoTokenizer
 
 from paretokd import latency
-from paretokd.models import student
 from paretokd.cli import main
 from paretokd.config import LatencySpec
 from paretokd.errors import ParetokdError
-from paretokd.records import Arch
+from paretokd.latency import protocol
+from paretokd.models import student
+from paretokd.records import Arch, LatencyStats
 
 FAST = LatencySpec(seq_len=32, warmup_runs=1, min_runs=7, min_seconds=0.02)
 
@@ -83,7 +84,7 @@ def test_fingerprint_describes_the_setup() -> None:
     assert fp.device == "cpu" and fp.provider == "CPUExecutionProvider"
     assert (fp.threads, fp.batch, fp.seq_len) == (1, 1, 32)
     assert fp.onnxruntime == ort.__version__ and fp.cores >= 1 and fp.hardware
-    assert fp.key != latency.fingerprint(dataclasses.replace(FAST, seq_len=64)).key
+    assert fp != latency.fingerprint(dataclasses.replace(FAST, seq_len=64))
 
 
 @pytest.mark.skipif(
@@ -124,7 +125,7 @@ def test_measure_reports_percentiles_and_a_ci(tiny_onnx: Path) -> None:
     assert stats.clock == "cpu" and stats.wall_p50_ms is not None and stats.wall_p50_ms > 0
     assert stats.seconds is not None and stats.measured_at is not None
     # Stored as JSON and read back, as studies and latency.json do.
-    back = latency.LatencyStats(**json.loads(json.dumps(stats.to_dict())))
+    back = LatencyStats.from_json(json.loads(json.dumps(stats.to_json())))
     assert back == stats
 
 
@@ -145,12 +146,12 @@ def test_blocks_slowed_by_other_load_are_dropped() -> None:
         time.sleep(0.003 if 20 <= calls < 60 else 0.001)
 
     spec = dataclasses.replace(FAST, min_runs=20, min_seconds=0.15, clock="wall")
-    timed = latency._timed_runs(run, spec, on_cpu=False)
+    timed = protocol._timed_runs(run, spec, on_cpu=False)
     kept = timed.kept_ms()
     assert len(kept) >= 20 and sum(kept) >= 150
     assert np.median(kept) < 1.5 and len(timed.wall_ms) - len(kept) >= 20
-    assert latency._quiet_blocks([[1.0, 1.1], [2.0, 2.2], [1.02]], 0.05) == [0, 2]
-    assert latency._quiet_blocks([[1.0], [2.0]], None) == [0, 1]
+    assert protocol._quiet_blocks([[1.0, 1.1], [2.0, 2.2], [1.02]], 0.05) == [0, 2]
+    assert protocol._quiet_blocks([[1.0], [2.0]], None) == [0, 1]
 
 
 def test_timing_stops_at_max_seconds_on_a_machine_that_never_settles() -> None:
@@ -162,19 +163,19 @@ def test_timing_stops_at_max_seconds_on_a_machine_that_never_settles() -> None:
         time.sleep(0.0005 * (1 + calls // 5))
 
     spec = dataclasses.replace(FAST, min_runs=60, min_seconds=10.0, max_seconds=0.3)
-    timed = latency._timed_runs(run, spec, on_cpu=False)
+    timed = protocol._timed_runs(run, spec, on_cpu=False)
     assert 0.3 <= timed.seconds < 1.0
     # The quietest blocks count, as many as the minimums need: here all of them.
     assert len(timed.kept_ms()) == len(timed.wall_ms)
     spec = dataclasses.replace(spec, min_runs=10, min_seconds=0.0)
-    assert latency._quietest_enough([[3.0] * 5, [1.0] * 5, [2.0] * 5], spec) == [1, 2]
+    assert protocol._quietest_enough([[3.0] * 5, [1.0] * 5, [2.0] * 5], spec) == [1, 2]
 
 
 def test_stats_stored_by_older_versions_still_load() -> None:
     old = {"p50_ms": 3.0, "p90_ms": 4.0, "mean_ms": 3.2, "runs": 25}
-    stats = latency.LatencyStats(**old)
+    stats = LatencyStats.from_json(old)
     assert stats.p99_ms is None and stats.ci_ms is None
-    assert latency.LatencyStats(**stats.to_dict()) == stats
+    assert LatencyStats.from_json(stats.to_json()) == stats
 
 
 @pytest.mark.parametrize(("n", "ranks"), [(3, (1, 3)), (6, (1, 6)), (20, (6, 15)), (100, (40, 61))])
@@ -214,7 +215,7 @@ def test_spinning_mode_and_optimisation_level_are_set(tiny_onnx: Path) -> None:
 
 
 def test_fingerprint_records_every_setting() -> None:
-    fp = latency.fingerprint(FAST).to_dict()
+    fp = latency.fingerprint(FAST).to_json()
     assert {
         "hardware",
         "cores",
@@ -233,7 +234,7 @@ def test_fingerprint_records_every_setting() -> None:
     assert fp["clock"] == "cpu" and fp["graph"] == "torchscript-opset17-eager"
     for change in ({"spinning": True}, {"transformer_fusion": True}, {"threads": 2}):
         other = latency.fingerprint(dataclasses.replace(FAST, **change))
-        assert other.key != latency.fingerprint(FAST).key, change
+        assert other != latency.fingerprint(FAST), change
 
 
 def test_clock_is_cpu_only_where_one_thread_does_the_work() -> None:
@@ -283,7 +284,7 @@ me, path, ready = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 while len(list(ready.iterdir())) < 2:  # both imported: start together
     time.sleep(0.005)
 stats = latency.measure(path, LatencySpec(seq_len=32, warmup_runs=1, min_runs=5, min_seconds=0.4))
-print(json.dumps(stats.to_dict()))
+print(json.dumps(stats.to_json()))
 """
 
 
@@ -335,25 +336,25 @@ def test_a_drifting_machine_is_logged_and_recorded_on_the_study(
 ) -> None:
     import optuna
 
-    from paretokd import search
     from paretokd.config import StudySpec
     from paretokd.models.teacher import from_model
+    from paretokd.search import context, teacher_timing
 
     teacher, tok = tiny
     spec = StudySpec(latency=FAST)
     # Only the spec, the teacher and the workdir matter to the drift guard.
-    unused = {f.name: None for f in dataclasses.fields(search.Context)}
-    ctx = search.Context(
+    unused = {f.name: None for f in dataclasses.fields(context.Context)}
+    ctx = context.Context(
         **{**unused, "spec": spec, "teacher": from_model("tiny", teacher, tok), "workdir": tmp_path}
     )
     study = optuna.create_study(directions=["minimize", "minimize"])
-    assert search.check_drift(study, ctx) is False  # nothing stored yet: nothing to compare
-    stats = search.measure_teacher(study, ctx)
+    assert teacher_timing.check_drift(study, ctx) is False  # nothing stored yet: nothing to compare
+    stats = teacher_timing.measure_teacher(study, ctx)
     assert (tmp_path / "teacher.onnx").is_file()
     # The study says the teacher ran 3x faster than this machine runs it now.
-    study.set_user_attr("teacher_latency", {**stats.to_dict(), "p50_ms": stats.p50_ms / 3})
+    study.set_user_attr("teacher_latency", {**stats.to_json(), "p50_ms": stats.p50_ms / 3})
     with caplog.at_level("WARNING", logger="paretokd"):
-        assert search.check_drift(study, ctx, trial=7) is True
+        assert teacher_timing.check_drift(study, ctx, trial=7) is True
     assert "latency drift" in caplog.text
     (event,) = study.user_attrs["latency_drift"]
     assert event["drifted"] and event["after_trial"] == 7 and event["ratio"] > 1.1

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from paretokd.search import proxy
 from paretokd.cli import main
 from paretokd.config import SpaceSpec
-from paretokd.records import Arch, all_archs
+from paretokd.records import Arch
+from paretokd.search.space import all_archs
 
 
 def test_sampling_is_a_stable_prefix() -> None:

@@ -6,10 +6,19 @@ import optuna
 import pytest
 
 from paretokd.config import SpaceSpec
-from paretokd.search.recommend import Pick, TrialPoint, pick, points
-from paretokd.records import Arch, suggest
+from paretokd.records import CONSTRAINT, LOSS, Arch, LatencyStats, Pick, TrialRecord
+from paretokd.search import loop
+from paretokd.search.recommend import pick as pick_for
+from paretokd.search.recommend import trials as points
+from paretokd.search.space import suggest
 
-CONSTRAINT = "latency_over_budget_ms"
+
+def pick(trials: list[TrialRecord], budgets: tuple[float, ...]) -> list[Pick]:
+    return pick_for(trials, budgets, LOSS)
+
+
+def _stats(latency: float) -> LatencyStats:
+    return LatencyStats(p50_ms=latency, p90_ms=latency * 1.2, mean_ms=latency, runs=5)
 
 
 def _point(
@@ -20,22 +29,21 @@ def _point(
     arch: Arch | None = None,
     feasible: bool = True,
     on_front: bool = True,
-) -> TrialPoint:
+) -> TrialRecord:
     arch = arch or Arch(1 + number % 6, 128, 2, 256)
-    return TrialPoint(
+    return TrialRecord(
         number=number,
-        arch=arch.to_dict(),
+        arch=arch,
         params=1000 * (number + 1),
-        loss=loss,
-        latency_ms=latency,
-        latency_p90_ms=latency * 1.2,
-        feasible=feasible,
+        value=loss,
+        latency=_stats(latency),
+        over_budget_ms=-1.0 if feasible else 1.0,
         on_front=on_front,
     )
 
 
 def _chosen(picks: list[Pick]) -> list[int | None]:
-    return [p.trial for p in picks]
+    return [p.trial.number if p.trial else None for p in picks]
 
 
 # --- pick ---------------------------------------------------------------------------------------
@@ -53,10 +61,9 @@ def test_pick_lowest_loss_under_each_budget() -> None:
     assert [p.budget_ms for p in picks] == [5.0, 10.0, 20.0]
     middle = picks[1]
     assert middle.reason is None
-    assert middle.arch == trials[2].arch
-    assert middle.params == trials[2].params
-    assert middle.proxy_loss == 0.4
-    assert middle.latency_ms == 9.5
+    assert middle.trial == trials[2]
+    assert middle.trial is not None and middle.trial.value == 0.4
+    assert middle.trial.latency_ms == 9.5
 
 
 def test_pick_a_latency_equal_to_the_budget_fits() -> None:
@@ -80,8 +87,8 @@ def test_pick_tie_on_loss_goes_to_the_faster_trial(order: list[int]) -> None:
     tied = [_point(7, latency=8.0, loss=0.5), _point(3, latency=4.0, loss=0.5)]
     trials = [tied[i] for i in order]
     (only,) = pick(trials, (10.0,))
-    assert only.trial == 3
-    assert only.latency_ms == 4.0
+    assert _chosen([only]) == [3]
+    assert only.trial is not None and only.trial.latency_ms == 4.0
 
 
 def test_pick_never_takes_infeasible_or_off_front_trials() -> None:
@@ -106,13 +113,13 @@ def test_pick_budget_nothing_fits_names_the_fastest() -> None:
     ]
     (small, big) = pick(trials, (2.0, 20.0))
     assert small.trial is None
-    assert small.arch is None and small.proxy_loss is None and small.latency_ms is None
+    assert small.trial is None
     assert small.reason is not None
     assert "3.46 ms" in small.reason
     assert fastest.id in small.reason
     assert "trial 5" in small.reason
     assert "2ms" in small.reason
-    assert big.trial == 2
+    assert _chosen([big]) == [2]
     assert big.reason is None
 
 
@@ -160,10 +167,9 @@ def _objective(trial: optuna.Trial) -> tuple[float, float]:
     if arch == PRUNED:
         raise optuna.TrialPruned()
     loss, latency = ROWS[arch]
-    trial.set_user_attr("arch", arch.to_dict())
-    trial.set_user_attr("params", 100 * arch.num_layers * arch.hidden_size)
-    trial.set_user_attr("latency", {"p50_ms": latency, "p90_ms": latency * 1.5})
-    trial.set_constraint(CONSTRAINT, latency - LARGEST_BUDGET)
+    stats = LatencyStats(p50_ms=latency, p90_ms=latency * 1.5, mean_ms=latency, runs=5)
+    params = 100 * arch.num_layers * arch.hidden_size
+    TrialRecord(trial.number, arch, params, loss, stats, latency - LARGEST_BUDGET).write(trial)
     return loss, latency
 
 
@@ -186,11 +192,11 @@ def test_points_cover_complete_trials_in_order(study: optuna.Study) -> None:
     assert [p.number for p in pts] == [t.number for t in complete]
     assert [p.number for p in pts] == [0, 1, 2, 4, 5, 6]  # trial 3 was pruned
     for p in pts:
-        arch = Arch.from_dict(p.arch)
+        arch = p.arch
         loss, latency = ROWS[arch]
-        assert p.loss == loss
+        assert p.value == loss
         assert p.latency_ms == latency
-        assert p.latency_p90_ms == pytest.approx(latency * 1.5)
+        assert p.latency.p90_ms == pytest.approx(latency * 1.5)
         assert p.params == 100 * arch.num_layers * arch.hidden_size
 
 
@@ -215,8 +221,6 @@ def test_points_then_pick(study: optuna.Study) -> None:
 def test_spend_counts_the_time_of_never_pickable_trials() -> None:
     import datetime
 
-    from paretokd import search
-
     study = optuna.create_study(directions=["minimize", "minimize"])
     start = datetime.datetime(2026, 1, 1)
     for seconds, over in ((4.0, -1.0), (1.0, 3.0), (5.0, -2.0)):
@@ -230,14 +234,32 @@ def test_spend_counts_the_time_of_never_pickable_trials() -> None:
                 datetime_complete=start + datetime.timedelta(seconds=seconds),
                 params={},
                 distributions={},
-                user_attrs={},
+                user_attrs=_attrs(over),
                 system_attrs={"constraints": [over]},
                 intermediate_values={},
                 trial_id=0,
             )
         )
-    spent = search.spend(study)
+    spent = loop.spend(study)
     assert (spent.trials, spent.never_pickable) == (3, 1)
     assert spent.seconds == pytest.approx(10.0)
     assert spent.never_pickable_seconds == pytest.approx(1.0)
-    assert spent.to_dict()["never_pickable_share"] == pytest.approx(0.1)
+    assert spent.never_pickable_share == pytest.approx(0.1)
+
+
+def _attrs(over: float) -> dict[str, object]:
+    """A trial's user attributes as ``TrialRecord.write`` stores them."""
+
+    class Sink:
+        attrs: dict[str, object] = {}
+
+        def set_user_attr(self, key: str, value: object) -> None:
+            self.attrs[key] = value
+
+        def set_constraint(self, key: str, value: float) -> None:
+            pass
+
+    sink = Sink()
+    sink.attrs = {}
+    TrialRecord(0, Arch(1, 32, 2, 64), 10, 0.5, _stats(1.0), over).write(sink)
+    return sink.attrs

@@ -9,7 +9,8 @@ import pytest
 
 from paretokd.config import SpaceSpec
 from paretokd.errors import ParetokdError
-from paretokd.records import Arch, check_against_teacher, suggest
+from paretokd.records import Arch
+from paretokd.search.space import check_against_teacher, suggest
 
 SMALL = SpaceSpec(
     num_layers=(2, 4), hidden_size=(32, 64), num_heads=(2, 4), intermediate_size=(64, 128)

@@ -2,26 +2,25 @@
 
 :func:`publish` runs at the end of ``paretokd run``. It uploads each pick's
 ``model.onnx`` and ``latency.json`` and the report to Optuna's artifact store
-(``<out>/artifacts``), then, when optuna-dashboard is installed, writes the
-recommendations (and the evaluation scores, when the run has them) as the
-study's markdown note and saves the report's plotly figures on the study page.
-:func:`serve` backs ``paretokd dashboard``.
+(``<out>/artifacts``, see :mod:`paretokd.search.artifacts`), then, when
+optuna-dashboard is installed, writes the recommendations (and the evaluation
+scores, when the run has them) as the study's markdown note and saves the
+report's plotly figures on the study page. :func:`serve` backs ``paretokd dashboard``.
 
 Optuna refuses artifacts on finished trials (``UpdateFinishedTrialError``), and
 the picks are only known once the search is over, so pick files are study
 artifacts named after their budget (``50ms-model.onnx``); the note says which
-trial each came from. A trial that is still running can take a file through
-:func:`attach_to_trial`.
+trial each came from.
 
 optuna-dashboard is optional (the ``dashboard`` extra): without it the
 artifacts are still uploaded (they need only Optuna), the note and figures are
-skipped, and :func:`serve` says how to install it.
+skipped, and :func:`serve` says how to install it. Optuna itself is imported
+when a function runs, so that importing the report stays cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -29,16 +28,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
-
-from paretokd import report
-from paretokd.search.artifacts import ARTIFACT_DIR, artifact_store
-from paretokd.config import format_budget
 from paretokd.errors import ParetokdError
-from paretokd.search.recommend import Pick
+from paretokd.records import RunRecord
+from paretokd.report.common import ReportFigure
+from paretokd.report.note import markdown_note
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,10 @@ ARTIFACT_DIR_ATTR = "artifact_dir"
 """Study user attribute: the artifact store's absolute path (``paretokd dashboard`` reads it)."""
 INSTALL_HINT = (
     "optuna-dashboard is not installed; install it with: pip install 'paretokd[dashboard]'"
+)
+_ARTIFACTS_NOTE = (
+    "\nThe files, and `report.html`, are under *Study Artifacts* on the study's page, "
+    "below the report's figures.\n"
 )
 
 
@@ -68,14 +71,9 @@ class Published:
 def publish(
     study: optuna.Study,
     out_dir: Path,
-    *,
-    picks: list[Pick],
-    finals: dict[float, dict[str, Any]],
-    figures: list[report.ReportFigure],
+    run: RunRecord,
+    figures: list[ReportFigure],
     report_path: Path | None,
-    teacher: report.ReferencePoint | None,
-    summary: dict[str, str] | None = None,
-    evaluation: dict[str, Any] | None = None,
 ) -> Published:
     """Upload the run's files as artifacts and put the recommendations on the study page.
 
@@ -87,77 +85,71 @@ def publish(
     Args:
         study: The finished study.
         out_dir: The run's output folder; the store is ``out_dir/artifacts``.
-        picks: The recommendation per budget.
-        finals: Per budget, the final student (``FinalResult.to_dict()``: ``dir``, ``onnx``, ...).
+        run: The run's record: picks, final students, evaluation.
         figures: The report's figures (:func:`paretokd.report.figures`).
         report_path: ``report.html``, uploaded as a study artifact.
-        teacher: Gives the speed-ups in the note.
-        summary: Rows listed at the top of the note (:func:`paretokd.report.run_summary`).
-        evaluation: The scores on the evaluation set (``recommendations.json``'s
-            ``evaluation``), added to the note as a second table.
 
     Returns:
         What was uploaded and saved.
     """
-    store = artifact_store(out_dir)
+    from paretokd.search.artifacts import ARTIFACT_DIR
+
     study.set_user_attr(ARTIFACT_DIR_ATTR, str((Path(out_dir) / ARTIFACT_DIR).resolve()))
-    files: list[tuple[str, Path, str]] = []  # (key, path, artifact file name)
+    uploads, links = _pick_files(run)
     if report_path is not None:
-        files.append(("report.html", Path(report_path), "report.html"))
-    links: dict[str, str] = {}
-    for pk in picks:
-        final = report.lookup_final(finals, pk.budget_ms) if pk.trial is not None else None
-        if not final:
-            continue
-        budget = format_budget(pk.budget_ms)
-        student_dir = Path(final["dir"])
-        names = []
-        for path in (
-            Path(final.get("onnx") or student_dir / "model.onnx"),
-            student_dir / "latency.json",
-        ):
-            if path.is_file():
-                names.append(f"{budget}-{path.name}")
-                files.append((f"students/{budget}/{path.name}", path, names[-1]))
-        links[budget] = ", ".join(f"`{n}`" for n in names) or "—"
-
-    published = Published()
-    recorded: dict[str, Any] = dict(study.user_attrs.get(ARTIFACTS_ATTR, {}))
-    known = {m.artifact_id for m in get_all_artifact_meta(study)}
-    for key, path, name in files:
-        entry, changed = _upload(study, store, path, name, recorded.get(key), known)
-        recorded[key] = entry
-        published.artifacts[key] = entry["artifact_id"]
-        if changed:
-            published.uploaded.append(key)
-    study.set_user_attr(ARTIFACTS_ATTR, recorded)
-
+        uploads.insert(0, ("report.html", Path(report_path), "report.html"))
+    published = _upload_all(study, out_dir, uploads)
     try:
         import optuna_dashboard
     except ImportError:
         log.info("%s (the study note and figures are skipped)", INSTALL_HINT)
         return published
-    objective, _ = report.objective_of(study)
-    note = report.markdown_note(
-        f"Recommendations of {study.study_name}",
-        picks,
-        finals,
-        teacher,
-        links,
-        summary,
-        objective=objective,
-        evaluation=evaluation,
-    )
-    note += (
-        "\nThe files, and `report.html`, are under *Study Artifacts* on the study's page, "
-        "below the report's figures.\n"
-    )
+    note = markdown_note(run, links) + _ARTIFACTS_NOTE
     if optuna_dashboard.get_note(study) != note:
         optuna_dashboard.save_note(study, note)
         published.note = True
     for f in figures:
         optuna_dashboard.save_plotly_graph_object(study, f.titled(), graph_object_id=f.id)
         published.figures.append(f.id)
+    return published
+
+
+def _pick_files(run: RunRecord) -> tuple[list[tuple[str, Path, str]], dict[str, str]]:
+    """Each final student's graph and latency file (key, path, artifact name), and the
+    note's files column per budget."""
+    uploads: list[tuple[str, Path, str]] = []
+    links: dict[str, str] = {}
+    for pk in run.picks:
+        final = run.final_of(pk)
+        if pk.trial is None or final is None:
+            continue
+        names = []
+        for path in (final.onnx, final.dir / "latency.json"):
+            if path.is_file():
+                names.append(f"{pk.budget}-{path.name}")
+                uploads.append((f"students/{pk.budget}/{path.name}", path, names[-1]))
+        links[pk.budget] = ", ".join(f"`{n}`" for n in names) or "—"
+    return uploads, links
+
+
+def _upload_all(
+    study: optuna.Study, out_dir: Path, uploads: list[tuple[str, Path, str]]
+) -> Published:
+    from optuna.artifacts import get_all_artifact_meta
+
+    from paretokd.search.artifacts import artifact_store
+
+    store = artifact_store(out_dir)
+    published = Published()
+    recorded: dict[str, Any] = dict(study.user_attrs.get(ARTIFACTS_ATTR, {}))
+    known = {m.artifact_id for m in get_all_artifact_meta(study)}
+    for key, path, name in uploads:
+        entry, changed = _upload(study, store, path, name, recorded.get(key), known)
+        recorded[key] = entry
+        published.artifacts[key] = entry["artifact_id"]
+        if changed:
+            published.uploaded.append(key)
+    study.set_user_attr(ARTIFACTS_ATTR, recorded)
     return published
 
 
@@ -179,6 +171,10 @@ def serve(
         ParetokdError: If optuna-dashboard is missing, the study cannot be
             found, or the port cannot be bound.
     """
+    import optuna
+
+    from paretokd.search.storage import default_storage
+
     try:
         import optuna_dashboard
     except ImportError:
@@ -186,7 +182,7 @@ def serve(
     if storage is None:
         if out_dir is None:
             raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
-        storage = f"sqlite:///{(Path(out_dir) / 'study.db').resolve()}"
+        storage = default_storage(Path(out_dir))
     stor = _open_storage(storage)
     summaries = optuna.study.get_all_study_summaries(stor)
     names = [s.study_name for s in summaries]
@@ -197,31 +193,9 @@ def serve(
     chosen = next((s for s in summaries if s.study_name == study_name), None)
     if chosen is None and len(summaries) == 1:
         chosen = summaries[0]
-
-    store_dir: Path | None = None
-    if out_dir is not None:
-        store_dir = Path(out_dir) / ARTIFACT_DIR
-    elif chosen is not None and chosen.user_attrs.get(ARTIFACT_DIR_ATTR):
-        store_dir = Path(chosen.user_attrs[ARTIFACT_DIR_ATTR])
-    if store_dir is not None and not store_dir.is_dir():
-        store_dir = None
-    store = FileSystemArtifactStore(store_dir) if store_dir is not None else None
-
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        echo(
-            f"warning: serving on {host}: optuna-dashboard has no login, anyone who can "
-            "reach this address can read and change the study"
-        )
-    shown = f"[{host}]" if ":" in host else host
-    echo(
-        f"optuna-dashboard for {', '.join(names) or 'an empty storage'}: http://{shown}:{port}/dashboard/"
-    )
-    echo(
-        f"artifacts: {store_dir}"
-        if store_dir is not None
-        else "artifacts: none found (run `paretokd run` or pass --out DIR)"
-    )
-    echo("stop with Ctrl-C")
+    store_dir = _store_dir(out_dir, chosen.user_attrs if chosen is not None else {})
+    _announce(echo, host, port, names, store_dir)
+    store = _file_store(store_dir)
     try:
         optuna_dashboard.run_server(stor, host=host, port=port, artifact_store=store)
     except OSError as exc:
@@ -230,18 +204,57 @@ def serve(
         ) from None
 
 
-def _open_storage(url: str) -> optuna.storages.BaseStorage:
-    import sqlalchemy.exc
+def _store_dir(out_dir: Path | None, study_attrs: dict[str, Any]) -> Path | None:
+    """The artifact folder: ``out_dir``'s, else the one the study recorded; None if absent."""
+    from paretokd.search.artifacts import ARTIFACT_DIR
 
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        raise ParetokdError(
-            f"no study database at {url[len('sqlite:///') :]}; pass --out DIR or --storage URL"
+    store_dir: Path | None = None
+    if out_dir is not None:
+        store_dir = Path(out_dir) / ARTIFACT_DIR
+    elif study_attrs.get(ARTIFACT_DIR_ATTR):
+        store_dir = Path(study_attrs[ARTIFACT_DIR_ATTR])
+    return store_dir if store_dir is not None and store_dir.is_dir() else None
+
+
+def _file_store(store_dir: Path | None) -> FileSystemArtifactStore | None:
+    from optuna.artifacts import FileSystemArtifactStore
+
+    return FileSystemArtifactStore(store_dir) if store_dir is not None else None
+
+
+def _announce(
+    echo: Callable[[str], None], host: str, port: int, names: list[str], store_dir: Path | None
+) -> None:
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        echo(
+            f"warning: serving on {host}: optuna-dashboard has no login, anyone who can "
+            "reach this address can read and change the study"
         )
-    try:
-        return optuna.storages.RDBStorage(url)
-    except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ParetokdError(f"cannot open storage: {reason}") from None
+    shown = f"[{host}]" if ":" in host else host
+    studies = ", ".join(names) or "an empty storage"
+    echo(f"optuna-dashboard for {studies}: http://{shown}:{port}/dashboard/")
+    echo(
+        f"artifacts: {store_dir}"
+        if store_dir is not None
+        else "artifacts: none found (run `paretokd run` or pass --out DIR)"
+    )
+    echo("stop with Ctrl-C")
+
+
+def _open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The storage of ``paretokd.search.storage.storage``, refusing to create a missing file.
+
+    Opening a SQLite URL creates the database; a dashboard on a mistyped path
+    would serve an empty one instead of saying the run is not there.
+    """
+    from paretokd.search.storage import storage
+
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not Path(url[len(prefix) :]).is_file():
+        raise ParetokdError(
+            f"no study database at {url[len(prefix) :]}; pass --out DIR or --storage URL"
+        )
+    return storage(url)
 
 
 def _upload(
@@ -253,6 +266,8 @@ def _upload(
     known: set[str],
 ) -> tuple[dict[str, Any], bool]:
     """Upload ``path`` as the study artifact ``name`` unless ``entry`` already holds it."""
+    from optuna.artifacts import upload_artifact
+
     digest = _sha256(path)
     if entry is not None and entry.get("artifact_id") in known and entry.get("filename") == name:
         if entry.get("sha256") == digest and _stored(store, entry["artifact_id"]):
