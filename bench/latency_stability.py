@@ -90,6 +90,7 @@ def distill_seconds(archs: list[Arch], spec: StudySpec, teacher: teacher_mod.Tea
 
     import torch
 
+    from paretokd import latency
     from paretokd.models import data
     from paretokd.search import context
 
@@ -97,7 +98,7 @@ def distill_seconds(archs: list[Arch], spec: StudySpec, teacher: teacher_mod.Tea
     torch.set_num_threads(os.cpu_count() or 1)  # as search.loop.run trains
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = context.prepare(spec, teacher, splits, Path(tmp))
+        ctx = context.prepare(spec, teacher, splits, Path(tmp), latency.fingerprint(spec.latency))
         for arch in archs:
             t0 = time.perf_counter()
             context.proxy_distill(context.build_student(arch, ctx), ctx)

@@ -67,7 +67,7 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
     """Measure and distil up to ``n`` architectures of the default space, resuming ``path``."""
     import torch
 
-    from paretokd import config
+    from paretokd import config, latency
     from paretokd.logs import quiet_libraries
     from paretokd.models import data
     from paretokd.models import teacher as teacher_mod
@@ -108,7 +108,7 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
     budget = max(spec.budgets)
     with tempfile.TemporaryDirectory(prefix="paretokd-table-") as tmp:
-        ctx = context.prepare(spec, teacher, splits, Path(tmp))
+        ctx = context.prepare(spec, teacher, splits, Path(tmp), latency.fingerprint(spec.latency))
         for i, arch in enumerate(todo, 1):
             t0 = time.perf_counter()
             model = context.build_student(arch, ctx)

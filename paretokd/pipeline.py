@@ -212,7 +212,9 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
     for proc in helpers:
         proc.start()
     try:
-        ctx = context.prepare(spec, setup.teacher, setup.splits, workdir, out_dir=where.out_dir)
+        ctx = context.prepare(
+            spec, setup.teacher, setup.splits, workdir, setup.fingerprint, where.out_dir
+        )
         teacher_stats = teacher_timing.measure_teacher(study, ctx)
         log.info(
             "teacher %s: p50 %.2f ms (%s)",
@@ -301,6 +303,7 @@ def distil_finals(
                 full_train,
                 searched.ctx.proxy_eval,
                 searched.ctx.slicing,
+                setup.fingerprint,
                 out_dir,
                 progress=progress(label, steps) if progress else None,
             )
@@ -394,7 +397,7 @@ def search_worker(spec: StudySpec, where: Where, worker: int, threads: int) -> N
     study = storage.open_study(spec, where.storage, where.study_name, fp, worker=worker)
     workdir = _workdir(where)
     try:
-        ctx = context.prepare(spec, teacher, splits, workdir, out_dir=where.out_dir)
+        ctx = context.prepare(spec, teacher, splits, workdir, fp, where.out_dir)
         loop.run(study, ctx, show_progress=False, torch_threads=threads)
     finally:
         clean_workdir(workdir)

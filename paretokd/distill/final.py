@@ -21,7 +21,7 @@ from paretokd.distill.targets import TeacherTargets, make_batches
 from paretokd.files import write_text
 from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
-from paretokd.records import Arch, FinalStudent
+from paretokd.records import Arch, FinalStudent, Fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def distill_and_export(
     full_train: TeacherTargets,
     proxy_eval: TeacherTargets,
     slicing: Slicing,
+    fingerprint: Fingerprint,
     out_dir: Path,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[FinalStudent, PreTrainedModel]:
@@ -155,10 +156,9 @@ def distill_and_export(
     if diff > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export of {job.arch.id} differs from PyTorch by {diff:.2e}")
     stats = latency.measure(onnx_path, spec.latency, model.config.vocab_size)
-    fp = latency.fingerprint(spec.latency)
     write_text(
         partial / "latency.json",
-        json.dumps({**stats.to_json(), "fingerprint": fp.to_json()}, indent=2) + "\n",
+        json.dumps({**stats.to_json(), "fingerprint": fingerprint.to_json()}, indent=2) + "\n",
     )
     final = FinalStudent(
         folder=job.folder,

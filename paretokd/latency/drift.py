@@ -20,12 +20,12 @@ except ImportError:  # pragma: no cover
 
 
 DRIFT_THRESHOLD = 0.10
-"""Relative change of the reference model's p50 that counts as the machine drifting."""
+"""Relative change of the anchor model's p50 that counts as the machine drifting."""
 
 
 @dataclass(frozen=True)
 class DriftCheck:
-    """One re-measurement of the reference model against its stored p50."""
+    """One re-measurement of the anchor model (the teacher) against its stored p50."""
 
     baseline_ms: float
     p50_ms: float
@@ -57,12 +57,12 @@ class DriftCheck:
 
 
 def check_drift(
-    reference: Path,
+    anchor: Path,
     spec: LatencySpec,
     baseline_ms: float,
     vocab_size: int | None = None,
     threshold: float = DRIFT_THRESHOLD,
 ) -> DriftCheck:
-    """Re-measure the reference model at ``reference`` and compare with ``baseline_ms``."""
-    stats = measure(reference, spec, vocab_size)
+    """Re-measure the anchor model at ``anchor`` and compare with ``baseline_ms``."""
+    stats = measure(anchor, spec, vocab_size)
     return DriftCheck(baseline_ms, stats.p50_ms, stats.ci_ms, threshold)

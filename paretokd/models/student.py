@@ -287,20 +287,7 @@ def build(
         mapping = layer_map(arch.num_layers, teacher_dims.num_layers)
         width, ffn = teacher_dims.hidden_size, teacher_dims.intermediate_size
         keep = torch.tensor(kept_dims(residual_order, arch.hidden_size))
-        teacher_head = width // teacher_dims.num_heads
-        heads: dict[int, torch.Tensor | None] = {}
-        units: dict[int, torch.Tensor] = {}
-        for t_layer in set(mapping):
-            units[t_layer] = torch.tensor(
-                kept_dims(unit_order[t_layer] if unit_order else None, arch.intermediate_size)
-            )
-            chosen = head_dims(
-                head_importance(teacher, t_layer),
-                teacher_head,
-                arch.num_heads,
-                arch.hidden_size // arch.num_heads,
-            )
-            heads[t_layer] = torch.tensor(chosen) if chosen is not None else None
+        heads, units = _layer_slices(arch, teacher, set(mapping), unit_order)
         source = teacher.state_dict()
         target = student.state_dict()
         with torch.no_grad():
@@ -323,6 +310,30 @@ def build(
                         src = src.narrow(axis, 0, size)
                 tensor.copy_(src)
     return student
+
+
+def _layer_slices(
+    arch: Arch,
+    teacher: PreTrainedModel,
+    layers: set[int],
+    unit_order: Sequence[Sequence[int]] | None,
+) -> tuple[dict[int, torch.Tensor | None], dict[int, torch.Tensor]]:
+    """Per teacher layer used, the head dimensions and the FFN units a student keeps."""
+    teacher_head = sizes(teacher.config).hidden_size // sizes(teacher.config).num_heads
+    heads: dict[int, torch.Tensor | None] = {}
+    units: dict[int, torch.Tensor] = {}
+    for t_layer in layers:
+        units[t_layer] = torch.tensor(
+            kept_dims(unit_order[t_layer] if unit_order else None, arch.intermediate_size)
+        )
+        chosen = head_dims(
+            head_importance(teacher, t_layer),
+            teacher_head,
+            arch.num_heads,
+            arch.hidden_size // arch.num_heads,
+        )
+        heads[t_layer] = torch.tensor(chosen) if chosen is not None else None
+    return heads, units
 
 
 def count_params(model: torch.nn.Module) -> int:

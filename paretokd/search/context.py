@@ -97,7 +97,12 @@ def _targets_key(spec: StudySpec, teacher: Teacher, texts: list[Text]) -> str:
 
 
 def prepare(
-    spec: StudySpec, teacher: Teacher, splits: Splits, workdir: Path, out_dir: Path | None = None
+    spec: StudySpec,
+    teacher: Teacher,
+    splits: Splits,
+    workdir: Path,
+    fingerprint: Fingerprint,
+    out_dir: Path | None = None,
 ) -> Context:
     """Tokenise the proxy splits and get the teacher's outputs on them once.
 
@@ -140,7 +145,7 @@ def prepare(
         proxy_eval=targets[1],
         workdir=workdir,
         slicing=Slicing(distill.residual_order(targets[0]), unit_order),
-        fingerprint=latency.fingerprint(spec.latency),
+        fingerprint=fingerprint,
         out_dir=out_dir,
         proxy_eval_labels=labels,
     )

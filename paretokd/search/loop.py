@@ -71,8 +71,8 @@ def run(
     Workers sharing the study stop at the study's total, not their own.
 
     Args:
-        study: The study (see :func:`open_study`).
-        ctx: What every trial shares (see :func:`prepare`).
+        study: The study (see ``storage.open_study``).
+        ctx: What every trial shares (see ``context.prepare``).
         show_progress: Draw Optuna's progress bar.
         torch_threads: Threads for training; 0 means every core.
     """
@@ -96,14 +96,10 @@ def run(
             check_drift(study, ctx)
         study.optimize(
             lambda t: objective(t, ctx),
+            # At most the trials missing now; with other workers on the study,
+            # the objective's own check (trial.objective) stops at the total.
             n_trials=remaining,
-            callbacks=[
-                # Counts trials of every worker on the storage, so workers sharing
-                # a study stop at the study's total.
-                optuna.study.MaxTrialsCallback(ctx.spec.trials, states=(TrialState.COMPLETE,)),
-                _log_trial,
-                drift_guard(ctx, DRIFT_EVERY),
-            ],
+            callbacks=[_log_trial, drift_guard(ctx, DRIFT_EVERY)],
             show_progress_bar=show_progress,
         )
     optuna.storages.fail_stale_trials(study)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paretokd import latency
 from paretokd.config import SpaceSpec, StudySpec
 from paretokd.errors import ParetokdError
 from paretokd.metrics import kendall_tau, spearman
@@ -124,7 +125,7 @@ def validate(
     long_steps = factor * proxy_steps
     with tempfile.TemporaryDirectory(prefix="paretokd-proxy-") as tmp:
         workdir = Path(tmp)
-        ctx = context.prepare(spec, teacher, splits, workdir)
+        ctx = context.prepare(spec, teacher, splits, workdir, latency.fingerprint(spec.latency))
         pool = sample_archs(spec.space, POOL_FACTOR * k, seed)
         measured = []
         for i, arch in enumerate(pool, 1):
