@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from paretokd.config import format_budget
@@ -103,6 +103,21 @@ class TrialRecord:
             if figure is not None:
                 trial.set_user_attr(key, figure)
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready, for files (a pick's trial); the study keeps it with :meth:`write`."""
+        out = asdict(self)
+        out.update(arch=self.arch.to_dict(), arch_id=self.arch.id, latency=self.latency.to_json())
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TrialRecord:
+        """Inverse of :meth:`to_json`."""
+        fields = {k: v for k, v in raw.items() if k != "arch_id"}
+        fields.update(
+            arch=Arch.from_dict(raw["arch"]), latency=LatencyStats.from_json(raw["latency"])
+        )
+        return cls(**fields)
+
     @classmethod
     def read(cls, trial: _FrozenTrial, on_front: bool = False) -> TrialRecord:
         """The record of a complete Optuna trial (``FrozenTrial``)."""
@@ -142,33 +157,16 @@ class Pick:
         return format_budget(self.budget_ms)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready: the budget, and the trial's architecture and figures."""
-        t = self.trial
+        """JSON-ready: the budget, and the trial's record (or the reason there is none)."""
         return {
             "budget": self.budget,
             "budget_ms": self.budget_ms,
             "reason": self.reason,
-            "trial": t.number if t else None,
-            "arch": t.arch.to_dict() if t else None,
-            "arch_id": t.arch.id if t else None,
-            "params": t.params if t else None,
-            "value": t.value if t else None,
-            "latency_ms": t.latency_ms if t else None,
-            "latency": t.latency.to_json() if t else None,
+            "trial": self.trial.to_json() if self.trial else None,
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Pick:
-        """Inverse of :meth:`to_json` (the trial's other figures stay in the study)."""
-        trial = None
-        if raw["trial"] is not None:
-            trial = TrialRecord(
-                number=int(raw["trial"]),
-                arch=Arch.from_dict(raw["arch"]),
-                params=int(raw["params"]),
-                value=float(raw["value"]),
-                latency=LatencyStats.from_json(raw["latency"]),
-                over_budget_ms=0.0,  # a pick always fits the largest budget
-                on_front=True,
-            )
+        """Inverse of :meth:`to_json`."""
+        trial = TrialRecord.from_json(raw["trial"]) if raw["trial"] else None
         return cls(float(raw["budget_ms"]), trial, raw.get("reason"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from paretokd.records import RunRecord
-from paretokd.report.common import _ms
 from paretokd.report.page import summary_rows
 from paretokd.report.tables import evaluation_table, md_escape, picks_table, render_markdown
 
@@ -23,7 +22,7 @@ def markdown_note(run: RunRecord, links: dict[str, str] | None = None) -> str:
     trials = run.search.trials if run.search is not None else None
     lines = [f"## Recommendations of {md_escape(run.study)}", ""]
     lines += [f"- **{md_escape(k)}**: {md_escape(v)}" for k, v in summary_rows(run, trials).items()]
-    lines += [f"- **teacher p50**: {_ms(run.teacher.latency_ms)} ms", ""]
+    lines += [f"- **teacher p50**: {run.teacher.latency_ms:.2f} ms", ""]
     lines.append(render_markdown(picks_table(run.picks, run.objective, run, files=links)))
     evaluation = evaluation_table(run)
     if evaluation is not None:
