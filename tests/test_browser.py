@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
 from finished_run import finished_run
+
+from paretokd import report
 
 CHROMIUM = os.environ.get("PARETOKD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -219,8 +220,7 @@ def tiny_run(
 
 
 def _complete_trials(run: Path) -> int:
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
-    return len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    return len(report.load_run(run).trials)
 
 
 def _trial_markers(div_id: str) -> str:

@@ -14,13 +14,44 @@ import pytest
 from click.testing import CliRunner
 from optuna.artifacts import get_all_artifact_meta
 
-from paretokd.report import dashboard
 from paretokd import report
 from paretokd.cli import main
-from paretokd.search.recommend import TrialPoint, pick, points
+from paretokd.records import (
+    LOSS,
+    Arch,
+    Evaluation,
+    FinalStudent,
+    Fingerprint,
+    LatencyStats,
+    RunRecord,
+    SearchSpend,
+    TeacherRecord,
+)
+from paretokd.report import dashboard
+from paretokd.search.artifacts import artifact_store, attach_to_trial
+from paretokd.search.recommend import pick, trials
 
-TEACHER = report.ReferencePoint("teacher", latency_ms=9.0, loss=None, params=5_000_000)
 BUDGETS = (4.0, 6.0)
+FINGERPRINT = Fingerprint(
+    device="cpu",
+    hardware="test CPU",
+    cores=1,
+    provider="CPUExecutionProvider",
+    onnxruntime="1.0",
+    threads=1,
+    inter_op_threads=1,
+    spinning=False,
+    execution_mode="sequential",
+    graph_optimization="all",
+    graph="torch.onnx",
+    clock="cpu",
+    batch=1,
+    seq_len=16,
+)
+
+
+def _latency(ms: float) -> LatencyStats:
+    return LatencyStats(p50_ms=ms, p90_ms=ms * 1.1, mean_ms=ms, runs=10)
 
 
 def _arch(layers: int, hidden: int) -> dict[str, int]:
@@ -44,7 +75,7 @@ def run_dir(tmp_path: Path) -> Path:
                 user_attrs={
                     "arch": _arch(i + 1, 32),
                     "params": 100_000 * (i + 1),
-                    "latency": {"p50_ms": ms, "p90_ms": ms * 1.1},
+                    "latency": _latency(ms).to_json(),
                 },
                 constraints={"latency_over_budget_ms": ms - max(BUDGETS)},
             )
@@ -62,25 +93,42 @@ def _study(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="demo", storage=f"sqlite:///{out / 'study.db'}")
 
 
-def _publish(out: Path, evaluation: dict[str, Any] | None = None) -> dashboard.Published:
-    study = _study(out)
-    pts: list[TrialPoint] = points(study)
-    picks = pick(pts, BUDGETS)
-    finals = {
-        4.0: {"loss": 0.35, "latency_ms": 3.0, "dir": str(out / "students" / "4ms")},
-        6.0: {"loss": 0.25, "latency_ms": 4.5, "dir": str(out / "students" / "6ms")},
-    }
-    return dashboard.publish(
-        study,
-        out,
-        picks=picks,
-        finals=finals,
-        figures=report.figures(pts, picks, [TEACHER]),
-        report_path=out / "report.html",
-        teacher=TEACHER,
-        summary={"trials": str(len(pts))},
-        evaluation=evaluation,
+def _final(out: Path, budget: float, loss: float, ms: float, score: float | None) -> FinalStudent:
+    folder = f"{budget:g}ms"
+    return FinalStudent(
+        folder=folder,
+        arch=Arch(2, 32, 2, 64),
+        budget_ms=budget,
+        trial=1,
+        loss=loss,
+        latency=_latency(ms),
+        parity_max_abs_diff=0.0,
+        steps=10,
+        dir=out / "students" / folder,
+        score=score,
     )
+
+
+def _publish(out: Path, evaluation: bool = False) -> dashboard.Published:
+    """Publish the run of ``run_dir``; with ``evaluation``, the 4ms student scored 0.81."""
+    study = _study(out)
+    done = trials(study)
+    run = RunRecord(
+        study="demo",
+        storage=f"sqlite:///{out / 'study.db'}",
+        objective=LOSS,
+        fingerprint=FINGERPRINT,
+        teacher=TeacherRecord("tiny", "hub", 5_000_000, _latency(9.0)),
+        reference=None,
+        picks=tuple(pick(done, BUDGETS, LOSS)),
+        finals=(
+            _final(out, 4.0, 0.35, 3.0, 0.81 if evaluation else None),
+            _final(out, 6.0, 0.25, 4.5, None),
+        ),
+        evaluation=Evaluation("dev.tsv", "accuracy", 100, teacher=0.9) if evaluation else None,
+        search=SearchSpend(len(done), 10.0, 1, 1.0),
+    )
+    return dashboard.publish(study, out, run, report.figures(done, run), out / "report.html")
 
 
 def test_publish_uploads_files_note_and_figures(run_dir: Path) -> None:
@@ -98,7 +146,7 @@ def test_publish_uploads_files_note_and_figures(run_dir: Path) -> None:
     assert metas["report.html"].mimetype == "text/html"
     assert metas["4ms-latency.json"].mimetype == "application/json"
     # The stored bytes are the files' bytes.
-    store = dashboard.artifact_store(run_dir)
+    store = artifact_store(run_dir)
     with store.open_reader(metas["6ms-model.onnx"].artifact_id) as fh:
         assert fh.read() == b"onnx 6ms"
     recorded = study.user_attrs[dashboard.ARTIFACTS_ATTR]
@@ -126,18 +174,7 @@ def test_publish_uploads_files_note_and_figures(run_dir: Path) -> None:
 
 
 def test_publish_adds_the_evaluation_scores_to_the_note(run_dir: Path) -> None:
-    def score(value: float, latency_ms: float) -> dict[str, Any]:
-        return {"value": value, "percent_of_teacher": 100 * value / 0.9, "latency_ms": latency_ms}
-
-    evaluation = {
-        "set": "dev.tsv",
-        "metric": "accuracy",
-        "examples": 100,
-        "teacher": score(0.9, 9.0),
-        "reference": None,
-        "picks": {"4ms": {**score(0.81, 3.0), "speedup": 3.0}},
-    }
-    assert _publish(run_dir, evaluation).note
+    assert _publish(run_dir, evaluation=True).note
     note = optuna_dashboard.get_note(_study(run_dir))
     assert "### Evaluation: accuracy on dev.tsv (100 examples)" in note
     assert "| pick for 4ms | 0.8100 | 90.0% | 3.00 | 3.0× |" in note
@@ -158,7 +195,7 @@ def test_publish_again_uploads_nothing_new(run_dir: Path) -> None:
     third = _publish(run_dir)
     assert third.uploaded == ["students/4ms/model.onnx"]
     assert third.artifacts == first.artifacts
-    store = dashboard.artifact_store(run_dir)
+    store = artifact_store(run_dir)
     with store.open_reader(first.artifacts["students/4ms/model.onnx"]) as fh:
         assert fh.read() == b"retrained"
     assert len(get_all_artifact_meta(_study(run_dir))) == 5
@@ -179,13 +216,13 @@ def test_attach_to_trial_uploads_to_a_running_trial(tmp_path: Path) -> None:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
 
     def objective(trial: optuna.Trial) -> float:
-        dashboard.attach_to_trial(trial, "latency.json", {"p50_ms": 1.5}, tmp_path)
+        attach_to_trial(trial, "latency.json", {"p50_ms": 1.5}, tmp_path)
         return 1.0
 
     study.optimize(objective, n_trials=1)
     (meta,) = get_all_artifact_meta(study.trials[0], storage=study._storage)
     assert meta.filename == "latency.json"
-    with dashboard.artifact_store(tmp_path).open_reader(meta.artifact_id) as fh:
+    with artifact_store(tmp_path).open_reader(meta.artifact_id) as fh:
         assert json.loads(fh.read()) == {"p50_ms": 1.5}
 
 
@@ -239,7 +276,7 @@ def test_dashboard_serves_the_run_with_its_artifacts(
         ([], "pass --out DIR"),
         (["--out", "/nonexistent/run"], "no study database"),
         (["--storage", "sqlite:////nonexistent/study.db"], "no study database"),
-        (["--storage", "nonsense://x"], "cannot open storage"),
+        (["--storage", "nonsense://x"], "invalid storage URL"),
     ],
 )
 def test_dashboard_user_errors_are_one_line(args: list[str], message: str) -> None:

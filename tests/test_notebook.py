@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,6 +9,8 @@ import nbformat
 import pytest
 from finished_run import finished_run
 from nbclient import NotebookClient
+
+from paretokd.records import RunRecord
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_study.ipynb"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -65,9 +66,10 @@ def test_notebook_runs_against_a_tiny_run(
         for o in c.outputs
         if "text/markdown" in o.get("data", {})
     ]
-    rec = json.loads((out / "recommendations.json").read_text())
-    assert markdown[0].startswith(f"## paretokd study {rec['study']}")
+    record = RunRecord.read(out / "recommendations.json")
+    assert markdown[0].startswith(f"## Recommendations of {record.study}")
     # The re-pick: 0.001ms fits nothing, 80ms fits a trial.
+    assert markdown[1].startswith("### Re-picked for 0.001ms,80ms")
     assert "0.001ms | — | no architecture found" in markdown[1]
     assert "| 80ms |" in markdown[1]
     pareto = plotly_outputs[0]["data"][PLOTLY_MIME]

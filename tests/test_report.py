@@ -670,10 +670,6 @@ class _Attrs:
         self.constraints[key] = value
 
 
-def _numbers(picks: Any) -> list[tuple[float, int | None]]:
-    return [(p.budget_ms, p.trial.number if p.trial else None) for p in picks]
-
-
 def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:
     out = _stored_run(tmp_path)
     run = load_run(out)
@@ -681,7 +677,7 @@ def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:
     assert run.out_dir == out and run.study.study_name == "demo"
     assert [t.number for t in run.trials] == [0, 1, 2, 3, 4, 5]
     assert {t.number for t in run.trials if not t.feasible} == {4, 5}
-    assert _numbers(run.record.picks) == _numbers(pick(run.trials, BUDGETS, LOSS))
+    assert list(run.record.picks) == pick(run.trials, BUDGETS, LOSS)
     assert reference_points(run.record) == [TEACHER]
     (final,) = run.record.finals
     assert (final.folder, final.loss, final.dir) == ("10ms", 0.4, out / "students" / "10ms")
@@ -903,7 +899,7 @@ def test_load_run_reads_the_objective_and_the_evaluation(tmp_path: Path) -> None
     assert run.record.objective == ACCURACY == objective_of(run.study)
     assert run.record.evaluation == _scored(_run()).evaluation
     assert [f.score for f in run.record.finals] == [0.80, 0.88, 0.85]
-    assert _numbers(run.record.picks) == _numbers(pick(run.trials, BUDGETS, ACCURACY))
+    assert list(run.record.picks) == pick(run.trials, BUDGETS, ACCURACY)
     # The reference's proxy loss does not belong on the accuracy axis: a vertical line.
     assert reference_points(run.record)[1].value is None
     drawn = run.figures()
