@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from paretokd.models import corpus, data
 from paretokd.config import BUILTIN_CORPUS, DataSpec, EvaluationSpec
 from paretokd.errors import ParetokdError
+from paretokd.models import corpus, data
 
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 

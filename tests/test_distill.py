@@ -13,7 +13,6 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, BertTokenizerFast, PreTrainedModel
 
-from paretokd.models import student
 from paretokd.config import TaskSpec
 from paretokd.distill import (
     UNTRAINED_LOSS,
@@ -28,8 +27,9 @@ from paretokd.distill import (
     residual_order,
     train,
 )
-from paretokd.records import Arch
+from paretokd.models import student
 from paretokd.models.student import layer_map
+from paretokd.records import Arch
 
 TEACHER_LAYERS = 4
 TEACHER_WIDTH = 32

@@ -18,11 +18,11 @@ from conftest import FAMILIES, HEADS
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from paretokd import latency
-from paretokd.models import student, teacher
 from paretokd.config import LatencySpec, TeacherSpec
 from paretokd.errors import ParetokdError
-from paretokd.records import Arch
+from paretokd.models import student, teacher
 from paretokd.models.teacher import Teacher
+from paretokd.records import Arch
 
 TEACHER = Arch(num_layers=4, hidden_size=64, num_heads=4, intermediate_size=128)
 SMALL = Arch(num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64)

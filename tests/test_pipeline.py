@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from paretokd.cli import main
+from paretokd.records import Arch, RunRecord, TrialRecord
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -58,66 +59,64 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
     code, output = _run(*base_args, "--out", str(out))
     assert code == 0, output
 
-    rec = json.loads((out / "recommendations.json").read_text())
-    assert rec["study"] == "tiny"
-    assert {"device", "provider", "threads", "batch", "seq_len"} <= set(rec["latency_setup"])
-    assert rec["latency_setup"]["seq_len"] == 32
-    assert rec["teacher"]["params"] > 0 and rec["teacher"]["latency_ms"] > 0
-    assert [p["budget_ms"] for p in rec["picks"]] == [50.0, 100.0]
+    rec = RunRecord.read(out / "recommendations.json")
+    assert rec.study == "tiny"
+    assert rec.fingerprint.seq_len == 32 and rec.fingerprint.device == "cpu"
+    assert rec.teacher.params > 0 and rec.teacher.latency.p50_ms > 0
+    assert [p.budget_ms for p in rec.picks] == [50.0, 100.0]
     # The hand-crafted reference: the 4-layer tiny teacher with every other layer kept.
-    ref = rec["reference"]
-    assert ref["arch"] == {
-        "num_layers": 2,
-        "hidden_size": 64,
-        "num_heads": 4,
-        "intermediate_size": 128,
-    }
-    assert 0 <= ref["proxy_loss"] < 1.0 and ref["latency_ms"] > 0
+    ref = rec.reference
+    assert ref is not None and ref.arch == Arch(2, 64, 4, 128)
+    assert 0 <= ref.proxy_loss < 1.0 and ref.latency.p50_ms > 0
     # It is in the space, so the search starts from it: trial 0 is the reference.
     first = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}").trials[0]
-    assert first.params == ref["arch"]
+    assert first.params == ref.arch.to_dict()
     # ...and reuses the reference's figures instead of measuring and distilling it again.
-    assert first.user_attrs["cached_from"] == "reference"
-    assert "latency_s" not in first.user_attrs["timings"]
-    assert first.values == [ref["proxy_loss"], ref["latency_ms"]]
+    first_record = TrialRecord.read(first)
+    assert first_record.cached_from == "reference"
+    assert "latency_s" not in first_record.timings
+    assert first.values == [ref.proxy_loss, ref.latency.p50_ms]
     # Where the trial time went: the share spent on trials no budget could use.
-    spent = rec["search"]
-    assert spent["trials"] == 5 and spent["seconds"] > 0
-    assert 0 <= spent["never_pickable_seconds"] <= spent["seconds"]
-    assert spent["never_pickable_share"] == spent["never_pickable_seconds"] / spent["seconds"]
+    spent = rec.search
+    assert spent is not None and spent.trials == 5 and spent.seconds > 0
+    assert 0 <= spent.never_pickable_seconds <= spent.seconds
     assert "time on never-pickable trials" in (out / "report.html").read_text()
     # Speed-ups are against the teacher re-timed beside the final students.
-    teacher_now = rec["teacher"]["latency_final_ms"]
-    assert teacher_now > 0
-    for pick in rec["picks"]:
-        final = pick["final"]
-        assert final["speedup"] == pytest.approx(teacher_now / final["latency_ms"])
-        assert pick["final_vs_search"] == pytest.approx(
-            final["latency_ms"] / pick["latency_ms"] - 1
+    raw = json.loads((out / "recommendations.json").read_text())
+    assert rec.teacher.latency_final is not None
+    teacher_now = rec.teacher.latency_final.p50_ms
+    for pick, raw_pick in zip(rec.picks, raw["picks"], strict=True):
+        final = rec.final_of(pick)
+        assert final is not None and pick.trial is not None
+        assert rec.speedup(final) == pytest.approx(teacher_now / final.latency.p50_ms)
+        assert raw_pick["final"]["speedup"] == pytest.approx(rec.speedup(final))
+        assert rec.final_vs_search(pick) == pytest.approx(
+            final.latency.p50_ms / pick.trial.latency_ms - 1
         )
-    for pick in rec["picks"]:
-        assert pick["trial"] is not None and pick["reason"] is None
-        assert set(pick["arch"]) == {"num_layers", "hidden_size", "num_heads", "intermediate_size"}
-        assert pick["latency_ms"] <= pick["budget_ms"]
-        final = pick["final"]
-        assert final["latency_ms"] <= pick["budget_ms"]
-        assert 0 <= final["loss"] < 1.0
-        assert final["parity_max_abs_diff"] < 1e-3
-        student_dir = Path(final["dir"])
+        # Paths in the file are relative to its folder.
+        assert raw_pick["final"]["dir"] == f"students/{pick.budget}"
+    for pick in rec.picks:
+        assert pick.trial is not None and pick.reason is None
+        assert pick.trial.latency_ms <= pick.budget_ms
+        final = rec.final_of(pick)
+        assert final is not None
+        assert final.latency.p50_ms <= pick.budget_ms
+        assert 0 <= final.loss < 1.0
+        assert final.parity_max_abs_diff < 1e-3
         for name in ("config.json", "model.safetensors", "tokenizer.json", "latency.json"):
-            assert (student_dir / name).is_file(), name
+            assert (final.dir / name).is_file(), name
         # The shipped ONNX file runs in ONNX Runtime with the tokenizer's inputs.
-        sess = ort.InferenceSession(final["onnx"], providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(final.onnx), providers=["CPUExecutionProvider"])
         feed = {i.name: np.ones((2, 7), dtype=np.int64) for i in sess.get_inputs()}
         (hidden,) = sess.run(None, feed)
-        assert hidden.shape == (2, 7, pick["arch"]["hidden_size"])
+        assert hidden.shape == (2, 7, pick.trial.arch.hidden_size)
     assert not list(out.glob("students/*.partial"))
     assert "plotly" in (out / "report.html").read_text()
     assert len(_trials(out)) == 5
     # Every measured trial carries its latency.json as an Optuna artifact.
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        if "cached_from" not in t.user_attrs:
+        if TrialRecord.read(t).cached_from is None:
             metas = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
             assert [m.filename for m in metas] == ["latency.json"]
     # The console shows the table and the teacher's latency.
@@ -160,7 +159,7 @@ def test_recommend_repicks_from_a_stored_study(base_args: list[str], tmp_path: P
     assert code == 0, output
     picks = json.loads(output)
     assert picks[0]["trial"] is None and "fastest measured" in picks[0]["reason"]
-    assert picks[1]["trial"] is not None and picks[1]["latency_ms"] <= 80
+    assert picks[1]["trial"] is not None and picks[1]["trial"]["latency"]["p50_ms"] <= 80
 
 
 def test_over_budget_architectures_are_not_trained(base_args: list[str], tmp_path: Path) -> None:
@@ -171,14 +170,15 @@ def test_over_budget_architectures_are_not_trained(base_args: list[str], tmp_pat
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 5
     for t in trials:
-        assert t.user_attrs["trained"] is False
-        assert "distill_s" not in t.user_attrs["timings"]
+        record = TrialRecord.read(t)
+        assert not record.feasible
+        assert "distill_s" not in record.timings
         assert t.values[0] == 1.0
         assert t.constraints["latency_over_budget_ms"] > 0
     assert study.best_trials == []
-    rec = json.loads((out / "recommendations.json").read_text())
-    assert rec["picks"][0]["trial"] is None
-    assert "fastest measured" in rec["picks"][0]["reason"]
+    (pick,) = RunRecord.read(out / "recommendations.json").picks
+    assert pick.trial is None
+    assert pick.reason is not None and "fastest measured" in pick.reason
     assert not (out / "students").exists()
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from paretokd.search import proxy
 from paretokd.cli import main
 from paretokd.config import SpaceSpec
 from paretokd.records import Arch
+from paretokd.search import proxy
 from paretokd.search.space import all_archs
 
 

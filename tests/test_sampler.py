@@ -7,8 +7,8 @@ import dataclasses
 import optuna
 import pytest
 
-from paretokd.search import sampler, space
 from paretokd.config import SearchSpec, SpaceSpec, StudySpec
+from paretokd.search import sampler, space
 
 # 2 x 2 x 2 x 2 = 16 architectures: small enough to exhaust.
 SMALL = SpaceSpec(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from paretokd import config
+from paretokd.errors import ParetokdError
 from paretokd.models import data
 from paretokd.models import teacher as teacher_mod
-from paretokd.errors import ParetokdError
 
 STUDIES = Path(__file__).parents[1] / "studies"
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"

@@ -7,7 +7,6 @@ in both modes and reports scores where they belong.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from conftest import FAMILIES, TINY_SPEC
 from paretokd import config, pipeline
 from paretokd.cli import main
 from paretokd.errors import ParetokdError
+from paretokd.records import Objective, RunRecord
 
 
 @pytest.fixture(autouse=True)
@@ -84,24 +84,24 @@ def test_task_agnostic_with_similarity_evaluation(
         },
     )
     result = pipeline.run(spec, out=tmp_path / "run", show_progress=False)
-    evaluation = result.evaluation
-    assert evaluation is not None and evaluation["metric"] == "spearman"
-    assert evaluation["examples"] == 60
-    assert -1 <= evaluation["teacher"]["value"] <= 1
-    assert evaluation["teacher"]["percent_of_teacher"] == pytest.approx(100.0)
-    assert evaluation["reference"] is not None
-    (pick,) = evaluation["picks"].values()
-    assert -1 <= pick["value"] <= 1 and pick["speedup"] > 0
-    rec = json.loads((tmp_path / "run" / "recommendations.json").read_text())
-    assert rec["evaluation"] == json.loads(json.dumps(evaluation))
-    assert rec["picks"][0]["score"]["metric"] == "spearman"
+    run = result.record
+    evaluation = run.evaluation
+    assert evaluation is not None and evaluation.metric == "spearman"
+    assert evaluation.examples == 60
+    assert -1 <= evaluation.teacher <= 1
+    ref_final = run.reference_final
+    assert ref_final is not None and ref_final.score is not None
+    (pick,) = run.picks
+    final = run.final_of(pick)
+    assert final is not None and final.score is not None and -1 <= final.score <= 1
+    assert run.speedup(final) > 0
+    assert RunRecord.read(tmp_path / "run" / "recommendations.json") == run
     # The reference got the same final distillation as the pick (a copy when it is
     # the pick's architecture).
     students = tmp_path / "run" / "students"
     assert (students / "100ms" / "model.onnx").is_file()
     assert (students / "reference" / "model.onnx").is_file()
-    ref_final = json.loads((students / "reference" / "final.json").read_text())
-    assert ref_final["arch"] == rec["reference"]["arch"]
+    assert run.reference is not None and ref_final.arch == run.reference.arch
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -119,14 +119,15 @@ def test_classification_distils_logits_and_scores_accuracy(
         evaluation={"source": str(labelled["dev"]), **columns},
     )
     result = pipeline.run(spec, out=tmp_path / "run", show_progress=False)
-    assert result.evaluation is not None
-    assert result.evaluation["metric"] == "accuracy"
-    for entry in [result.evaluation["teacher"], *result.evaluation["picks"].values()]:
-        assert 0.0 <= entry["value"] <= 1.0
+    run = result.record
+    assert run.evaluation is not None and run.evaluation.metric == "accuracy"
+    assert 0.0 <= run.evaluation.teacher <= 1.0
+    for student in run.finals:
+        assert student.score is not None and 0.0 <= student.score <= 1.0
     # The shipped student keeps the head: its ONNX graph outputs two logits per text.
     import onnxruntime as ort
 
-    (final,) = result.finals.values()
+    (final,) = [f for f in run.finals if f.budget_ms is not None]
     session = ort.InferenceSession(str(final.onnx), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["logits"]
     assert session.get_outputs()[0].shape[-1] == 2
@@ -148,18 +149,18 @@ def test_metric_objective_maximises_and_pairs_of_texts(
         },
     )
     result = pipeline.run(spec, out=tmp_path / "run", show_progress=False, do_final=False)
-    assert result.objective == "spearman"
+    assert result.record.objective == Objective("spearman")
     import optuna
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
     assert study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     assert study.metric_names == ["spearman", "latency_ms"]
-    trained = [t for t in study.trials if t.user_attrs.get("trained")]
-    assert trained and all(t.values[0] == t.user_attrs["proxy_metric"] for t in trained)
+    trained = [r for r in result.trials if r.feasible]
+    assert trained and all(r.value == r.proxy_metric for r in trained)
     # The pick is the best-scoring trial within the budget, not the lowest.
-    (pick,) = result.picks
-    best = max(t.values[0] for t in trained if t.values[1] <= 100.0)
-    assert pick.proxy_loss == best
+    (pick,) = result.record.picks
+    best = max(r.value for r in trained if r.latency_ms <= 100.0)
+    assert pick.trial is not None and pick.trial.value == best
     # `paretokd recommend` names the objective.
     out = CliRunner().invoke(main, ["recommend", "--out", str(tmp_path / "run"), "--budgets", "1s"])
     assert out.exit_code == 0, out.output
