@@ -22,7 +22,7 @@ repeats allowed). With all 360 architectures of the default space in the
 table, every proposal is looked up exactly; a smaller table answers with the
 nearest row.
 
-Two reference points (see :func:`references`): the table's own Pareto front
+Two box corners (see :func:`corners`): the table's own Pareto front
 gives the one that judges the samplers, following Ishibuchi et al. (2018,
 "How to specify a reference point in hypervolume calculation for fair
 performance comparison", Evolutionary Computation 26(3)): the nadir of the
@@ -166,13 +166,13 @@ def _lookup(table: dict[str, Any]) -> tuple[Any, Any]:
     return find, s
 
 
-def references(table: dict[str, Any], trials: int) -> dict[str, tuple[float, float]]:
+def corners(table: dict[str, Any], trials: int) -> dict[str, tuple[float, float]]:
     """The reference points (loss, latency) the comparison reports, by name.
 
     ``front``: the nadir of the table's feasible Pareto front plus 1/(trials-1)
     of the front's range on each axis (Ishibuchi et al. 2018, for ``trials``
     points in two objectives). ``untrained``: the report's reference (loss 1.0
-    at the largest budget, ``report.default_reference``).
+    at the largest budget, ``report.default_corner``).
     """
     budget = float(table["budget_ms"])
     feasible = sorted(
@@ -248,7 +248,7 @@ def compare(path: Path, trials: int, seeds: int) -> None:
     rows = table["rows"]
     budget = float(table["budget_ms"])
     feasible = [(r["proxy_loss"], r["latency_ms"]) for r in rows if r["latency_ms"] <= budget]
-    refs = references(table, trials)
+    refs = corners(table, trials)
     print(
         f"table: {len(rows)} architectures ({len(feasible)} within {budget:g} ms), "
         f"proxy_steps {table['proxy_steps']}; {trials} trials x {seeds} seeds"

@@ -178,7 +178,7 @@ def _print_run(result: Any) -> None:
     click.echo(report.render_console(report.picks_table(run.picks, run.objective, run)))
     evaluation = report.evaluation_table(run)
     if evaluation is not None:
-        click.echo()
+        click.echo(f"\nevaluation: {evaluation.caption}")
         click.echo(report.render_console(evaluation))
 
 

@@ -25,7 +25,7 @@ def measure_target(
             builds students), a model directory or hub id, or an ``.onnx`` file.
         spec: The study spec; its latency section is the setup, its teacher
             builds architectures.
-        teacher: An already loaded :class:`paretokd.teacher.Teacher` to build
+        teacher: An already loaded :class:`paretokd.models.teacher.Teacher` to build
             architectures from (default: load ``spec.teacher``).
 
     Returns:

@@ -296,13 +296,3 @@ def test_dashboard_unknown_study_and_busy_port(run_dir: Path) -> None:
         code, output = _cli("--out", str(run_dir), "--port", str(port))
     assert code == 2
     assert f"cannot serve on 127.0.0.1:{port}" in _error_line(output)
-
-
-def test_dashboard_without_optuna_dashboard_says_how_to_install(
-    run_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)
-    code, output = _cli("--out", str(run_dir))
-    assert code == 2
-    assert _error_line(output) == f"error: {dashboard.INSTALL_HINT}"
-    assert "pip install 'paretokd[dashboard]'" in output

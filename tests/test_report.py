@@ -42,11 +42,12 @@ from paretokd.report import (
     TRIAL_META,
     X_TITLE,
     Y_TITLE,
-    ReferencePoint,
+    ComparisonPoint,
     Table,
     architectures_figure,
     architectures_info,
-    default_reference,
+    comparison_points,
+    default_corner,
     evaluation_table,
     figures,
     hypervolume_2d,
@@ -59,7 +60,6 @@ from paretokd.report import (
     pareto_figure,
     pareto_info,
     picks_table,
-    reference_points,
     render_console,
     render_html,
     render_markdown,
@@ -102,7 +102,7 @@ TRIALS = [
     _trial(5, Arch(5, 384, 8, 1536), 25.0, UNTRAINED_LOSS),
 ]
 BUDGETS = (2.0, 10.0, 20.0)
-TEACHER = ReferencePoint(name="teacher", latency_ms=39.1, value=None, params=22_700_000)
+TEACHER = ComparisonPoint(name="teacher", latency_ms=39.1, value=None, params=22_700_000)
 FINGERPRINT = Fingerprint(
     device="cpu",
     hardware="test CPU",
@@ -181,7 +181,7 @@ def test_info_budget_lines_picks_and_references() -> None:
         (1, "pick for 10ms", 8.0, 0.5),
         (3, "pick for 20ms", 15.0, 0.3),
     ]
-    (teacher,) = info.references
+    (teacher,) = info.comparisons
     assert (teacher.x, teacher.y, teacher.label) == (39.1, None, "teacher 39.1 ms")
     # Everything drawn lies inside the axis ranges.
     assert info.x_range[0] <= 2.0 and info.x_range[1] >= 39.1
@@ -211,9 +211,9 @@ def test_a_pick_whose_trial_is_not_among_the_trials_is_placed_by_its_own_figures
 
 
 def test_reference_with_a_value_is_a_point_inside_the_y_range() -> None:
-    ref = ReferencePoint(name="baseline <small>", latency_ms=12.0, value=7.5, params=5_000_000)
+    ref = ComparisonPoint(name="baseline <small>", latency_ms=12.0, value=7.5, params=5_000_000)
     info = pareto_info(TRIALS, _picks(), [ref])
-    (mark,) = info.references
+    (mark,) = info.comparisons
     assert (mark.x, mark.y) == (12.0, 7.5)
     assert "&lt;small&gt;" in mark.label and "<small>" not in mark.hover
     assert info.y_range[1] >= 7.5
@@ -348,9 +348,9 @@ def test_with_no_feasible_trial_the_untrained_are_drawn_at_their_loss() -> None:
 
 def test_reference_loss_is_the_untrained_students() -> None:
     assert LOSS.worst == UNTRAINED_LOSS
-    assert default_reference(TRIALS, BUDGETS) == (UNTRAINED_LOSS, 20.0)
-    assert default_reference(TRIALS, ()) == (UNTRAINED_LOSS, 30.0)
-    assert default_reference([], ()) == (UNTRAINED_LOSS, 1.0)
+    assert default_corner(TRIALS, BUDGETS) == (UNTRAINED_LOSS, 20.0)
+    assert default_corner(TRIALS, ()) == (UNTRAINED_LOSS, 30.0)
+    assert default_corner([], ()) == (UNTRAINED_LOSS, 1.0)
 
 
 def test_hypervolume_2d_by_hand() -> None:
@@ -378,7 +378,7 @@ def test_hypervolume_2d_agrees_with_optunas() -> None:
 
 
 def test_hypervolume_history_grows_in_trial_order_and_ignores_untrained() -> None:
-    info = hypervolume_info(TRIALS, default_reference(TRIALS, BUDGETS))
+    info = hypervolume_info(TRIALS, default_corner(TRIALS, BUDGETS))
 
     assert info.trials == (0, 1, 2, 3, 4, 5)
     assert all(a <= b for a, b in zip(info.values, info.values[1:], strict=False))
@@ -399,7 +399,7 @@ def test_hypervolume_history_grows_in_trial_order_and_ignores_untrained() -> Non
 
 
 def test_latency_params_info_and_figure() -> None:
-    hand = ReferencePoint("hand-crafted L3", latency_ms=12.0, value=0.6, params=9_000_000)
+    hand = ComparisonPoint("hand-crafted L3", latency_ms=12.0, value=0.6, params=9_000_000)
     info = latency_params_info(TRIALS, _picks(), [TEACHER, hand])
 
     assert info.n_trials == len(TRIALS)
@@ -409,7 +409,7 @@ def test_latency_params_info_and_figure() -> None:
     assert [p.trial for p in info.infeasible] == [4, 5]
     assert [b.budget_ms for b in info.budgets] == [2.0, 10.0, 20.0]
     assert [(m.trial, m.x, m.y) for m in info.picks] == [(1, 2.0, 8.0), (3, 4.0, 15.0)]
-    assert [(r.name, r.x, r.y) for r in info.references] == [
+    assert [(r.name, r.x, r.y) for r in info.comparisons] == [
         ("teacher", 22.7, 39.1),
         ("hand-crafted L3", 9.0, 12.0),
     ]
@@ -483,13 +483,13 @@ def test_reference_points_are_the_teacher_and_the_hand_crafted_student() -> None
     # The teacher is drawn at its search latency, as the trials were, not the re-timed one.
     teacher = TeacherRecord("tiny", "hub", 22_700_000, _latency(39.1), _latency(35.0))
     hand = ReferenceStudent(Arch(3, 256, 4, 1024), 4, _latency(12.0), proxy_loss=0.45, name="hand")
-    assert reference_points(_run(teacher=teacher)) == [TEACHER]
+    assert comparison_points(_run(teacher=teacher)) == [TEACHER]
     loss_run = _run(teacher=teacher, reference=hand)
-    assert reference_points(loss_run)[1] == ReferencePoint("hand", 12.0, 0.45, 4)
+    assert comparison_points(loss_run)[1] == ComparisonPoint("hand", 12.0, 0.45, 4)
     # The reference's proxy loss does not belong on an accuracy axis: a vertical line.
-    assert reference_points(replace(loss_run, objective=ACCURACY))[1].value is None
+    assert comparison_points(replace(loss_run, objective=ACCURACY))[1].value is None
     metric_run = replace(loss_run, objective=ACCURACY, reference=replace(hand, proxy_metric=0.82))
-    assert reference_points(metric_run)[1].value == 0.82
+    assert comparison_points(metric_run)[1].value == 0.82
 
 
 def _finished(picks: list[Pick] | None = None, **fields: Any) -> RunRecord:
@@ -678,7 +678,7 @@ def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:
     assert [t.number for t in run.trials] == [0, 1, 2, 3, 4, 5]
     assert {t.number for t in run.trials if not t.feasible} == {4, 5}
     assert list(run.record.picks) == pick(run.trials, BUDGETS, LOSS)
-    assert reference_points(run.record) == [TEACHER]
+    assert comparison_points(run.record) == [TEACHER]
     (final,) = run.record.finals
     assert (final.folder, final.loss, final.dir) == ("10ms", 0.4, out / "students" / "10ms")
     summary = summary_rows(run.record, len(run.trials))
@@ -689,10 +689,10 @@ def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:
 
 def test_load_run_reads_the_hand_crafted_reference(tmp_path: Path) -> None:
     run = load_run(_stored_run(tmp_path, reference=True))
-    hand = ReferencePoint("hand", latency_ms=12.0, value=0.45, params=4_000_000)
-    assert reference_points(run.record) == [TEACHER, hand]
-    refs = reference_points(run.record)
-    (mark,) = pareto_info(run.trials, run.record.picks, refs).references[1:]
+    hand = ComparisonPoint("hand", latency_ms=12.0, value=0.45, params=4_000_000)
+    assert comparison_points(run.record) == [TEACHER, hand]
+    refs = comparison_points(run.record)
+    (mark,) = pareto_info(run.trials, run.record.picks, refs).comparisons[1:]
     assert (mark.x, mark.y) == (12.0, 0.45)  # a diamond among the trials
 
 
@@ -811,7 +811,7 @@ def test_hypervolume_of_a_maximised_metric_by_hand() -> None:
     assert LOSS.worst == UNTRAINED_LOSS and Objective("matthews").worst == -1.0
     with pytest.raises(ParetokdError, match="unknown objective 'bleu'"):
         Objective("bleu")
-    ref = default_reference(METRIC_TRIALS, BUDGETS, ACCURACY)
+    ref = default_corner(METRIC_TRIALS, BUDGETS, ACCURACY)
     assert ref == (0.0, 20.0)
     assert hypervolume_2d([(0.6, 3.0)], ref, maximise=True) == pytest.approx(17 * 0.6)
     two = [(0.6, 3.0), (0.8, 8.0)]
@@ -901,6 +901,6 @@ def test_load_run_reads_the_objective_and_the_evaluation(tmp_path: Path) -> None
     assert [f.score for f in run.record.finals] == [0.80, 0.88, 0.85]
     assert list(run.record.picks) == pick(run.trials, BUDGETS, ACCURACY)
     # The reference's proxy loss does not belong on the accuracy axis: a vertical line.
-    assert reference_points(run.record)[1].value is None
+    assert comparison_points(run.record)[1].value is None
     drawn = run.figures()
     assert drawn[3].figure.data[0].dimensions[-1].label == "proxy accuracy"

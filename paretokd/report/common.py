@@ -39,7 +39,7 @@ COLORS = {
     "infeasible": "rgb(150, 150, 150)",
     "budget": "rgb(214, 39, 40)",
     "pick": "rgb(255, 191, 0)",
-    "reference": "rgb(44, 160, 44)",
+    "comparison": "rgb(44, 160, 44)",
 }
 
 
@@ -47,7 +47,7 @@ COLORS = {
 
 
 @dataclass(frozen=True)
-class ReferencePoint:
+class ComparisonPoint:
     """A model to compare the students with: the teacher, the hand-crafted student."""
 
     name: str
@@ -88,8 +88,8 @@ class PickMarker:
 
 
 @dataclass(frozen=True)
-class ReferenceMark:
-    """A reference: a diamond when it has a ``y``, a dotted line at ``x`` when it has none."""
+class ComparisonMark:
+    """A compared model: a diamond when it has a ``y``, a dotted line at ``x`` when it has none."""
 
     name: str
     x: float
@@ -116,7 +116,7 @@ class ReportFigure:
         return fig
 
 
-def reference_points(run: RunRecord) -> list[ReferencePoint]:
+def comparison_points(run: RunRecord) -> list[ComparisonPoint]:
     """The models the figures compare the trials with: the teacher and the hand-crafted student.
 
     Both at the latency measured beside the search, as the trials were. The teacher
@@ -125,11 +125,11 @@ def reference_points(run: RunRecord) -> list[ReferencePoint]:
     (its proxy loss does not belong on a metric's axis).
     """
     teacher = run.teacher
-    points = [ReferencePoint("teacher", teacher.latency.p50_ms, None, teacher.params)]
+    points = [ComparisonPoint("teacher", teacher.latency.p50_ms, None, teacher.params)]
     ref = run.reference
     if ref is not None:
         value = ref.value(run.objective)
-        points.append(ReferencePoint(ref.name, ref.latency.p50_ms, value, ref.params))
+        points.append(ComparisonPoint(ref.name, ref.latency.p50_ms, value, ref.params))
     return points
 
 
@@ -212,8 +212,8 @@ def trial_hover(t: TrialRecord, objective: Objective) -> str:
     )
 
 
-def reference_hover(r: ReferencePoint, objective: Objective) -> str:
-    """A reference's hover (its name escaped: hovers are plotly markup)."""
+def comparison_hover(r: ComparisonPoint, objective: Objective) -> str:
+    """A compared model's hover (its name escaped: hovers are plotly markup)."""
     hover = f"{html.escape(r.name)}<br>params {_mparams(r.params)}<br>p50 {_ms(r.latency_ms)} ms"
     if r.value is not None:
         hover += f"<br>{objective.name} {r.value:.4g}"
@@ -346,8 +346,8 @@ def add_picks(
             fig.add_annotation(x=x, y=m.y, text=m.label, showarrow=True, arrowhead=2, ax=30, ay=-35)
 
 
-def add_reference_markers(fig: go.Figure, marks: Sequence[ReferenceMark]) -> None:
-    """Green diamonds, labelled, for the references that have a ``y``."""
+def add_comparison_markers(fig: go.Figure, marks: Sequence[ComparisonMark]) -> None:
+    """Green diamonds, labelled, for the comparisons that have a ``y``."""
     import plotly.graph_objects as go
 
     if not marks:
@@ -357,13 +357,14 @@ def add_reference_markers(fig: go.Figure, marks: Sequence[ReferenceMark]) -> Non
             x=[r.x for r in marks],
             y=[r.y for r in marks],
             mode="markers+text",
+            # The legend's word for the teacher and the hand-crafted student, as before.
             name="references",
             meta="references",
             text=[r.label for r in marks],
             textposition="top center",
             hovertext=[r.hover for r in marks],
             hoverinfo="text",
-            marker={"symbol": "diamond", "size": 12, "color": COLORS["reference"]},
+            marker={"symbol": "diamond", "size": 12, "color": COLORS["comparison"]},
         )
     )
 

@@ -45,9 +45,6 @@ ARTIFACTS_ATTR = "artifacts"
 """Study user attribute: uploaded file key → ``artifact_id``, ``filename``, ``sha256``."""
 ARTIFACT_DIR_ATTR = "artifact_dir"
 """Study user attribute: the artifact store's absolute path (``paretokd dashboard`` reads it)."""
-INSTALL_HINT = (
-    "optuna-dashboard is not installed; install it with: pip install 'paretokd[dashboard]'"
-)
 _ARTIFACTS_NOTE = (
     "\nThe files, and `report.html`, are under *Study Artifacts* on the study's page, "
     "below the report's figures.\n"
@@ -99,11 +96,8 @@ def publish(
     if report_path is not None:
         uploads.insert(0, ("report.html", Path(report_path), "report.html"))
     published = _upload_all(study, out_dir, uploads)
-    try:
-        import optuna_dashboard
-    except ImportError:
-        log.info("%s (the study note and figures are skipped)", INSTALL_HINT)
-        return published
+    import optuna_dashboard
+
     note = markdown_note(run, links) + _ARTIFACTS_NOTE
     if optuna_dashboard.get_note(study) != note:
         optuna_dashboard.save_note(study, note)
@@ -168,17 +162,13 @@ def serve(
     :func:`publish` recorded on the study.
 
     Raises:
-        ParetokdError: If optuna-dashboard is missing, the study cannot be
-            found, or the port cannot be bound.
+        ParetokdError: If the study cannot be found or the port cannot be bound.
     """
     import optuna
+    import optuna_dashboard
 
     from paretokd.search.storage import default_storage
 
-    try:
-        import optuna_dashboard
-    except ImportError:
-        raise ParetokdError(INSTALL_HINT) from None
     if storage is None:
         if out_dir is None:
             raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")

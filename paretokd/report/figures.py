@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from paretokd.records import RunRecord, TrialRecord
 from paretokd.report.architectures import architectures_figure, architectures_info
-from paretokd.report.common import ReportFigure, _ms, reference_points
-from paretokd.report.hypervolume import default_reference, hypervolume_figure, hypervolume_info
+from paretokd.report.common import ReportFigure, _ms, comparison_points
+from paretokd.report.hypervolume import default_corner, hypervolume_figure, hypervolume_info
 from paretokd.report.latency_params import latency_params_figure, latency_params_info
 from paretokd.report.pareto import pareto_figure, pareto_info
 
@@ -21,16 +21,14 @@ def figures(trials: Sequence[TrialRecord], run: RunRecord) -> list[ReportFigure]
     Args:
         trials: Every complete trial of the run's study.
         run: The run: its picks (budget lines and stars), its objective 1 and the
-            models to compare with (:func:`~paretokd.report.reference_points`).
+            models to compare with (:func:`~paretokd.report.comparison_points`).
     """
-    objective, picks, references = run.objective, run.picks, reference_points(run)
+    objective, picks, comparisons = run.objective, run.picks, comparison_points(run)
     budgets = [p.budget_ms for p in picks]
-    hv = hypervolume_info(
-        trials, default_reference(trials, budgets, objective), objective=objective
-    )
+    hv = hypervolume_info(trials, default_corner(trials, budgets, objective), objective=objective)
     name = objective.name
     worse = ">" if objective.maximise else "<"
-    box = f"{name} {worse} {hv.reference[0]:g}, p50 < {_ms(hv.reference[1])} ms"
+    box = f"{name} {worse} {hv.corner[0]:g}, p50 < {_ms(hv.corner[1])} ms"
     edge = "bottom" if objective.maximise else "top"
     return [
         ReportFigure(
@@ -39,7 +37,7 @@ def figures(trials: Sequence[TrialRecord], run: RunRecord) -> list[ReportFigure]
             "Every complete trial. The line joins the feasible Pareto front: no trial is "
             "both faster and better. Dashed lines are the budgets, stars the picks. "
             f"Trials slower than the largest budget were not trained and sit on the {edge} row.",
-            pareto_figure(pareto_info(trials, picks, references, objective=objective)),
+            pareto_figure(pareto_info(trials, picks, comparisons, objective=objective)),
         ),
         ReportFigure(
             "hypervolume",
@@ -54,7 +52,7 @@ def figures(trials: Sequence[TrialRecord], run: RunRecord) -> list[ReportFigure]
             "Latency against parameters",
             "Parameter count is a poor proxy for latency: depth and width cost differently.",
             latency_params_figure(
-                latency_params_info(trials, picks, references, objective=objective)
+                latency_params_info(trials, picks, comparisons, objective=objective)
             ),
         ),
         ReportFigure(

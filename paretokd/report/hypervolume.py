@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 class HypervolumeInfo:
     """The hypervolume of the feasible trials found so far, after each complete trial."""
 
-    reference: tuple[float, float]
-    """(objective 1, latency in ms): an untrained student at the largest budget."""
+    corner: tuple[float, float]
+    """(objective 1, latency in ms): the box's far corner, an untrained student at the budget."""
     trials: tuple[int, ...]
     """Trial numbers, ascending."""
     values: tuple[float, ...]
@@ -32,8 +32,8 @@ class HypervolumeInfo:
 
     @property
     def box(self) -> float:
-        """The area of the box from the ideal to the reference: the largest possible value."""
-        return abs(self.reference[0] - self.ideal) * self.reference[1]
+        """The area of the box from the ideal to the corner: the largest possible value."""
+        return abs(self.corner[0] - self.ideal) * self.corner[1]
 
     @property
     def shares(self) -> tuple[float, ...]:
@@ -42,19 +42,19 @@ class HypervolumeInfo:
 
 
 def hypervolume_2d(
-    values: Iterable[tuple[float, float]], reference: tuple[float, float], maximise: bool = False
+    values: Iterable[tuple[float, float]], corner: tuple[float, float], maximise: bool = False
 ) -> float:
-    """The area dominated by ``values`` (objective 1, latency) inside the reference box.
+    """The area dominated by ``values`` (objective 1, latency) inside the box up to ``corner``.
 
     Latency is minimised; objective 1 is minimised (the box lies below
-    ``reference``) or, with ``maximise``, maximised (the box lies above it).
+    ``corner``) or, with ``maximise``, maximised (the box lies above it).
     A sweep over latency: each point that improves on the best value so far adds
-    the strip between its value and that best value, from its latency to the reference.
+    the strip between its value and that best value, from its latency to the corner.
     """
     if maximise:  # the same area, with objective 1 mirrored into a minimised one
         values = [(-v, ms) for v, ms in values]
-        reference = (-reference[0], reference[1])
-    ref_loss, ref_ms = reference
+        corner = (-corner[0], corner[1])
+    ref_loss, ref_ms = corner
     inside = sorted((ms, loss) for loss, ms in values if loss < ref_loss and ms < ref_ms)
     area, best = 0.0, ref_loss
     for ms, loss in inside:
@@ -64,10 +64,10 @@ def hypervolume_2d(
     return area
 
 
-def default_reference(
+def default_corner(
     trials: Sequence[TrialRecord], budgets: Sequence[float], objective: Objective = LOSS
 ) -> tuple[float, float]:
-    """The natural reference point: an untrained student at the largest budget.
+    """The box's natural far corner: an untrained student at the largest budget.
 
     An untrained student scores :attr:`Objective.worst` (a loss of 1, a metric's
     lowest value). Without budgets, the slowest trial's latency stands in for the
@@ -81,27 +81,27 @@ def default_reference(
 
 def hypervolume_info(
     trials: Sequence[TrialRecord],
-    reference: tuple[float, float] | None = None,
+    corner: tuple[float, float] | None = None,
     *,
     objective: Objective = LOSS,
 ) -> HypervolumeInfo:
     """The hypervolume of the trials found so far, after each complete trial.
 
     The hypervolume is the area of the (objective 1, latency) plane that the
-    trials dominate inside the reference box; it grows whenever a trial extends
+    trials dominate inside the box; it grows whenever a trial extends
     the front. Trials outside the box (slower than the largest budget, or no
     better than an untrained student) add nothing, so untrained trials never count.
 
     Args:
         trials: Every complete trial.
-        reference: (objective 1, latency in ms) bounding the box; by default
-            :func:`default_reference` with no budgets (the slowest trial).
-        objective: Objective 1, which says which side of the reference the box lies.
+        corner: (objective 1, latency in ms) bounding the box; by default
+            :func:`default_corner` with no budgets (the slowest trial).
+        objective: Objective 1, which says which side of the corner the box lies.
 
     Returns:
         The history, in trial order.
     """
-    ref = reference or default_reference(trials, (), objective)
+    ref = corner or default_corner(trials, (), objective)
     ordered = sorted(trials, key=lambda t: t.number)
     values = []
     seen: list[tuple[float, float]] = []
@@ -109,7 +109,7 @@ def hypervolume_info(
         seen.append((t.value, t.latency_ms))
         values.append(hypervolume_2d(seen, ref, maximise=objective.maximise))
     return HypervolumeInfo(
-        reference=ref,
+        corner=ref,
         trials=tuple(t.number for t in ordered),
         values=tuple(values),
         objective=objective,

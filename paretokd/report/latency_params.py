@@ -13,20 +13,20 @@ from paretokd.report.common import (
     PARAMS_TITLE,
     X_TITLE,
     BudgetLine,
+    ComparisonMark,
+    ComparisonPoint,
     PickMarker,
     PlotPoint,
-    ReferenceMark,
-    ReferencePoint,
     _ann_x,
     _is_wide,
+    add_comparison_markers,
     add_picks,
-    add_reference_markers,
     add_trial_traces,
     budget_lines,
+    comparison_hover,
     groups,
     layout,
     pick_markers,
-    reference_hover,
 )
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ class LatencyParamsInfo:
     budgets: tuple[BudgetLine, ...]
     """Horizontal lines, ascending."""
     picks: tuple[PickMarker, ...]
-    references: tuple[ReferenceMark, ...]
-    """References with a parameter count, drawn as diamonds."""
+    comparisons: tuple[ComparisonMark, ...]
+    """Compared models with a parameter count, drawn as diamonds."""
     y_log: bool = False
     """Latency on a log axis, as :attr:`~paretokd.report.ParetoInfo.x_log`."""
 
@@ -57,7 +57,7 @@ class LatencyParamsInfo:
 def latency_params_info(
     trials: Sequence[TrialRecord],
     picks: Sequence[Pick],
-    references: Sequence[ReferencePoint],
+    comparisons: Sequence[ComparisonPoint],
     *,
     objective: Objective = LOSS,
 ) -> LatencyParamsInfo:
@@ -66,22 +66,22 @@ def latency_params_info(
     Args:
         trials: Every complete trial.
         picks: The recommendation per budget (budget lines and pick stars).
-        references: Models to compare with; those with a parameter count are drawn.
+        comparisons: Models to compare with; those with a parameter count are drawn.
         objective: Objective 1, as the hovers show it.
 
     Returns:
         The figure's data, ``x`` in millions of parameters and ``y`` in ms.
     """
-    counted = [r for r in references if r.params > 0]
+    counted = [r for r in comparisons if r.params > 0]
     ys = [t.latency_ms for t in trials] + [pk.budget_ms for pk in picks]
     ys += [r.latency_ms for r in counted]
     refs = tuple(
-        ReferenceMark(
+        ComparisonMark(
             name=r.name,
             x=r.params / 1e6,
             y=r.latency_ms,
             label=html.escape(r.name),
-            hover=reference_hover(r, objective),
+            hover=comparison_hover(r, objective),
         )
         for r in counted
     )
@@ -89,7 +89,7 @@ def latency_params_info(
         *groups(trials, x=_mparams, y=_latency, objective=objective),
         budgets=budget_lines(picks),
         picks=pick_markers(trials, picks, x=_mparams, y=_latency, objective=objective),
-        references=refs,
+        comparisons=refs,
         y_log=_is_wide(ys),
     )
 
@@ -113,7 +113,7 @@ def latency_params_figure(info: LatencyParamsInfo) -> go.Figure:
             yanchor="bottom",
         )
     add_picks(fig, info.picks, annotate=False)
-    add_reference_markers(fig, list(info.references))
+    add_comparison_markers(fig, list(info.comparisons))
     layout(fig, PARAMS_TITLE, X_TITLE)
     fig.update_layout(
         xaxis={"rangemode": "tozero"},

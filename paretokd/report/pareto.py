@@ -1,4 +1,4 @@
-"""Objective 1 against latency: every trial, the budgets, the picks and the references."""
+"""Objective 1 against latency: every trial, the budgets, the picks and the comparisons."""
 
 from __future__ import annotations
 
@@ -14,21 +14,21 @@ from paretokd.report.common import (
     PAD,
     X_TITLE,
     BudgetLine,
+    ComparisonMark,
+    ComparisonPoint,
     PickMarker,
     PlotPoint,
-    ReferenceMark,
-    ReferencePoint,
     _axis_range,
     _is_wide,
     _ms,
+    add_comparison_markers,
     add_picks,
-    add_reference_markers,
     add_trial_traces,
     budget_lines,
+    comparison_hover,
     groups,
     layout,
     pick_markers,
-    reference_hover,
     vline,
     y_title,
 )
@@ -54,12 +54,12 @@ class ParetoInfo:
     """One line per budget, ascending."""
     picks: tuple[PickMarker, ...]
     """One marker per picked trial, in budget order; budgets without a pick have none."""
-    references: tuple[ReferenceMark, ...]
+    comparisons: tuple[ComparisonMark, ...]
     x_range: tuple[float, float]
     """In ms, also when :attr:`x_log`."""
     y_range: tuple[float, float]
     x_log: bool = False
-    """Latency on a log axis: the trials, budgets and references span more than 30×
+    """Latency on a log axis: the trials, budgets and comparisons span more than 30×
     (e.g. budgets far above every trial), which a linear axis squeezes into a corner."""
     objective: Objective = LOSS
     """Objective 1 (the ``y`` axis)."""
@@ -73,7 +73,7 @@ class ParetoInfo:
 def pareto_info(
     trials: Sequence[TrialRecord],
     picks: Sequence[Pick],
-    references: Sequence[ReferencePoint],
+    comparisons: Sequence[ComparisonPoint],
     *,
     objective: Objective = LOSS,
 ) -> ParetoInfo:
@@ -82,14 +82,14 @@ def pareto_info(
     Args:
         trials: Every complete trial (see :func:`paretokd.search.recommend.trials`).
         picks: The recommendation per budget (see :func:`paretokd.search.recommend.pick`).
-        references: Models to compare with (see :func:`paretokd.report.reference_points`).
+        comparisons: Models to compare with (see :func:`paretokd.report.comparison_points`).
         objective: Objective 1: untrained trials sit at its worse edge.
 
     Returns:
         The figure's data: trials split into front, dominated and infeasible,
-        budget lines, pick markers, reference marks and axis ranges.
+        budget lines, pick markers, comparison marks and axis ranges.
     """
-    refs = tuple(_reference_mark(r, objective) for r in references)
+    refs = tuple(_comparison_mark(r, objective) for r in comparisons)
     feasible = [t for t in trials if t.feasible]
     budgets = budget_lines(picks)
     xs = [t.latency_ms for t in trials] + [b.budget_ms for b in budgets] + [r.x for r in refs]
@@ -114,7 +114,7 @@ def pareto_info(
         *groups(trials, x=_latency, y=y_of, objective=objective),
         budgets=budgets,
         picks=pick_markers(trials, picks, x=_latency, y=_value, objective=objective),
-        references=refs,
+        comparisons=refs,
         x_range=_axis_range(xs, log=x_log),
         y_range=y_range,
         x_log=x_log,
@@ -135,10 +135,10 @@ def pareto_figure(info: ParetoInfo) -> go.Figure:
     for b in info.budgets:
         vline(fig, b.budget_ms, b.label, info.x_log, dash="dash", color=COLORS["budget"])
     add_picks(fig, info.picks, annotate=True, x_log=info.x_log)
-    add_reference_markers(fig, [r for r in info.references if r.y is not None])
-    for r in info.references:
+    add_comparison_markers(fig, [r for r in info.comparisons if r.y is not None])
+    for r in info.comparisons:
         if r.y is None:
-            vline(fig, r.x, r.label, info.x_log, dash="dot", color=COLORS["reference"])
+            vline(fig, r.x, r.label, info.x_log, dash="dot", color=COLORS["comparison"])
     layout(fig, X_TITLE, y_title(info.objective))
     lo, hi = info.x_range
     fig.update_layout(
@@ -149,10 +149,10 @@ def pareto_figure(info: ParetoInfo) -> go.Figure:
     return fig
 
 
-def _reference_mark(r: ReferencePoint, objective: Objective) -> ReferenceMark:
+def _comparison_mark(r: ComparisonPoint, objective: Objective) -> ComparisonMark:
     label = f"{html.escape(r.name)} {_ms(r.latency_ms)} ms"  # plotly markup: escape user text
-    hover = reference_hover(r, objective)
-    return ReferenceMark(r.name, x=r.latency_ms, y=r.value, label=label, hover=hover)
+    hover = comparison_hover(r, objective)
+    return ComparisonMark(r.name, x=r.latency_ms, y=r.value, label=label, hover=hover)
 
 
 def _latency(t: TrialRecord) -> float:

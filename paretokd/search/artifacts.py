@@ -25,7 +25,7 @@ def attach_to_trial(trial: optuna.Trial, name: str, content: dict[str, Any], out
     """Upload ``content`` as the JSON file ``name`` to a running trial.
 
     Finished trials cannot take artifacts, so this must run inside the
-    objective, e.g. ``attach_to_trial(trial, "latency.json", stats.to_dict(), out_dir)``.
+    objective, e.g. ``attach_to_trial(trial, "latency.json", stats.to_json(), out_dir)``.
 
     Returns:
         The artifact id.

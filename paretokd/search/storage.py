@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,17 @@ def storage(url: str, heartbeat_seconds: int = 30) -> RDBStorage:
         # Wait for a lock held by another process instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 60}
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_seconds,
-            grace_period=4 * heartbeat_seconds,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
+        with warnings.catch_warnings():
+            # Heartbeats are marked experimental; we rely on them knowingly, and a
+            # notebook or `paretokd recommend` should not print the notice.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_seconds,
+                grace_period=4 * heartbeat_seconds,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
         raise ParetokdError(f"invalid storage URL {redact(url)!r}: {exc}") from None
     except (sqlalchemy.exc.OperationalError, ModuleNotFoundError, ImportError) as exc:
