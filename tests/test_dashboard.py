@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import optuna
 import optuna_dashboard
 import pytest
 from click.testing import CliRunner
+from factories import FINGERPRINT
 from optuna.artifacts import get_all_artifact_meta
 
 from paretokd import report
@@ -21,7 +21,6 @@ from paretokd.records import (
     Arch,
     Evaluation,
     FinalStudent,
-    Fingerprint,
     LatencyStats,
     RunRecord,
     SearchSpend,
@@ -32,22 +31,6 @@ from paretokd.search.artifacts import artifact_store, attach_to_trial
 from paretokd.search.recommend import pick, trials
 
 BUDGETS = (4.0, 6.0)
-FINGERPRINT = Fingerprint(
-    device="cpu",
-    hardware="test CPU",
-    cores=1,
-    provider="CPUExecutionProvider",
-    onnxruntime="1.0",
-    threads=1,
-    inter_op_threads=1,
-    spinning=False,
-    execution_mode="sequential",
-    graph_optimization="all",
-    graph="torch.onnx",
-    clock="cpu",
-    batch=1,
-    seq_len=16,
-)
 
 
 def _latency(ms: float) -> LatencyStats:
@@ -199,17 +182,6 @@ def test_publish_again_uploads_nothing_new(run_dir: Path) -> None:
     with store.open_reader(first.artifacts["students/4ms/model.onnx"]) as fh:
         assert fh.read() == b"retrained"
     assert len(get_all_artifact_meta(_study(run_dir))) == 5
-
-
-def test_publish_without_optuna_dashboard_still_uploads(
-    run_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import fails
-    published = _publish(run_dir)
-    assert len(published.artifacts) == 5
-    assert not published.note and published.figures == []
-    monkeypatch.undo()
-    assert optuna_dashboard.get_note(_study(run_dir)) == ""
 
 
 def test_attach_to_trial_uploads_to_a_running_trial(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for paretokd.models.data and corpus: loading corpora and splitting them deterministically."""
+"""Tests for paretokd.models.data and corpus: loading corpora and splitting them."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from factories import FINGERPRINT
 
 from paretokd.errors import ParetokdError
 from paretokd.records import (
@@ -17,7 +18,6 @@ from paretokd.records import (
     Arch,
     Evaluation,
     FinalStudent,
-    Fingerprint,
     LatencyStats,
     Objective,
     Pick,
@@ -31,24 +31,6 @@ from paretokd.records import (
 
 def _stats(p50: float) -> LatencyStats:
     return LatencyStats(p50_ms=p50, p90_ms=p50 * 1.1, mean_ms=p50, runs=40, ci_ms=(p50 - 0.1, p50))
-
-
-FINGERPRINT = Fingerprint(
-    device="cpu",
-    hardware="a CPU",
-    cores=2,
-    provider="CPUExecutionProvider",
-    onnxruntime="1.0",
-    threads=1,
-    inter_op_threads=1,
-    spinning=False,
-    execution_mode="sequential",
-    graph_optimization="all",
-    graph="torchscript",
-    clock="cpu",
-    batch=1,
-    seq_len=128,
-)
 
 
 def _record(out_dir: Path) -> RunRecord:

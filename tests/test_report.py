@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from factories import FINGERPRINT
 from plotly.offline import get_plotlyjs
 
 from paretokd.errors import ParetokdError
@@ -25,7 +26,6 @@ from paretokd.records import (
     Arch,
     Evaluation,
     FinalStudent,
-    Fingerprint,
     LatencyStats,
     Objective,
     Pick,
@@ -103,22 +103,6 @@ TRIALS = [
 ]
 BUDGETS = (2.0, 10.0, 20.0)
 TEACHER = ComparisonPoint(name="teacher", latency_ms=39.1, value=None, params=22_700_000)
-FINGERPRINT = Fingerprint(
-    device="cpu",
-    hardware="test CPU",
-    cores=1,
-    provider="CPUExecutionProvider",
-    onnxruntime="1.0",
-    threads=1,
-    inter_op_threads=1,
-    spinning=False,
-    execution_mode="sequential",
-    graph_optimization="all",
-    graph="torch.onnx",
-    clock="cpu",
-    batch=1,
-    seq_len=16,
-)
 
 
 def _picks() -> list[Pick]:

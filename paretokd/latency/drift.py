@@ -5,19 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from paretokd.config import LatencySpec
 from paretokd.latency.protocol import measure
-
-if TYPE_CHECKING:
-    pass
-
-try:  # POSIX only; elsewhere measurements are simply not serialised across processes.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
 
 DRIFT_THRESHOLD = 0.10
 """Relative change of the anchor model's p50 that counts as the machine drifting."""

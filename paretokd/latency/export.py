@@ -18,15 +18,6 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-try:  # POSIX only; elsewhere measurements are simply not serialised across processes.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
-
-
-
-
 
 def _first_output(model: PreTrainedModel, input_names: list[str]) -> torch.nn.Module:
     """The model with positional inputs and one output: its first (``last_hidden_state``, or

@@ -7,22 +7,12 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import onnxruntime as ort
 
 from paretokd.config import LatencySpec
 from paretokd.errors import ParetokdError
 from paretokd.records import Fingerprint
-
-if TYPE_CHECKING:
-    pass
-
-try:  # POSIX only; elsewhere measurements are simply not serialised across processes.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
 
 OPSET = 17
 EXPORT_ATTENTION = "eager"
@@ -36,6 +26,8 @@ switched on. The PyTorch model keeps its own implementation for training.
 """
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

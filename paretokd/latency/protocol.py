@@ -65,7 +65,6 @@ CI_LEVEL = 0.95
 """Coverage of the confidence interval reported for p50."""
 
 
-
 def _timing_inputs(
     sess: ort.InferenceSession, spec: LatencySpec, vocab_size: int
 ) -> dict[str, np.ndarray]:
