@@ -201,6 +201,15 @@ class LatencySpec:
     batch: int = 1
     seq_len: int = 128
     warmup_runs: int = 5
+    """Untimed runs before any timing; more follow until the timings have settled."""
+    settle_tolerance: float = 0.02
+    """Warm-up goes on until two consecutive blocks' medians agree within this fraction."""
+    rounds: int = 8
+    """Paired timing of a candidate: rounds of one candidate and one teacher block."""
+    confirm_rounds: int = 24
+    """Rounds when a candidate near a budget, or a shipped student, is timed again."""
+    calibration_rounds: int = 40
+    """Blocks of the teacher's own timing once per study: the scale of every figure."""
     min_runs: int = 20
     min_seconds: float = 0.5
     max_seconds: float = 3.0

@@ -83,10 +83,9 @@ def _timing_inputs(
     return feed
 
 
-def _runner(
-    sess: ort.InferenceSession, feed: dict[str, np.ndarray], spec: LatencySpec
-) -> Callable[[], None]:
-    """One inference, as a deployment would run it on ``spec.device``."""
+def runner(sess: ort.InferenceSession, spec: LatencySpec, vocab_size: int) -> Callable[[], None]:
+    """One inference with fixed inputs, as a deployment would run it on ``spec.device``."""
+    feed = _timing_inputs(sess, spec, vocab_size)
     if spec.device == "cpu":
         return lambda: sess.run(None, feed)
     # On a GPU, copying inputs in and outputs out each run would time PCIe
@@ -184,6 +183,45 @@ BLOCK_MIN_RUNS = 5
 """Runs are grouped into blocks of at least this many runs and this much timed time."""
 
 
+SETTLE_MAX_SECONDS = 3.0
+"""Warm-up stops after this long even if consecutive blocks still disagree."""
+
+Run = Callable[[], None]
+
+
+def block(run: Run, on_cpu: bool, min_runs: int = BLOCK_MIN_RUNS) -> list[float]:
+    """One block of timed runs (ms): at least ``min_runs`` and :data:`BLOCK_SECONDS`."""
+    times: list[float] = []
+    total = 0.0
+    while len(times) < min_runs or total < BLOCK_SECONDS:
+        c0, w0 = time.thread_time(), time.perf_counter()
+        run()
+        taken = (time.thread_time() - c0) if on_cpu else (time.perf_counter() - w0)
+        times.append(taken * 1000.0)
+        total += taken
+    return times
+
+
+def settle(run: Run, spec: LatencySpec, on_cpu: bool) -> int:
+    """Warm ``run`` up until two consecutive blocks' medians agree; returns the runs spent.
+
+    At least ``spec.warmup_runs`` runs; then blocks until one's median is within
+    ``spec.settle_tolerance`` of the previous one's, or :data:`SETTLE_MAX_SECONDS`.
+    """
+    for _ in range(spec.warmup_runs):
+        run()
+    runs, start = spec.warmup_runs, time.perf_counter()
+    previous = float(np.median(block(run, on_cpu)))
+    while time.perf_counter() - start < SETTLE_MAX_SECONDS:
+        times = block(run, on_cpu)
+        runs += len(times)
+        current = float(np.median(times))
+        if abs(current / previous - 1.0) <= spec.settle_tolerance:
+            break
+        previous = current
+    return runs
+
+
 @dataclass
 class _Timed:
     blocks: list[list[float]] = field(default_factory=list)
@@ -269,7 +307,8 @@ def measure(path: Path, spec: LatencySpec, vocab_size: int | None = None) -> Lat
     """Time the ONNX model at ``path`` under ``spec``'s protocol.
 
     The session is built first (graph optimisation is not timed). Then, under
-    the host-wide lock: ``warmup_runs`` untimed runs, then timed runs in blocks
+    the host-wide lock: untimed runs until consecutive blocks agree
+    (:func:`settle`), then timed runs in blocks
     of about 50 ms on the clock :func:`clock` picks, until the blocks not slowed
     by other load hold ``min_runs`` runs and ``min_seconds`` of time (or
     ``max_seconds`` have passed). The statistics are those of the runs in
@@ -288,10 +327,10 @@ def measure(path: Path, spec: LatencySpec, vocab_size: int | None = None) -> Lat
     sess = session(path, spec)
     if vocab_size is None:
         vocab_size = onnx_vocab_size(path) or 1
-    run = _runner(sess, _timing_inputs(sess, spec, vocab_size), spec)
+    run = runner(sess, spec, vocab_size)
     with host_lock() as waited:
-        for _ in range(spec.warmup_runs):
-            run()
+        # A cold process is never trusted: warm up until the timings have settled.
+        settle(run, spec, on_cpu=which == "cpu")
         timed = _timed_runs(run, spec, on_cpu=which == "cpu")
     kept = timed.kept_ms()
     return summarise(

@@ -139,15 +139,35 @@ class LatencyStats:
     """The wall-clock p50 of every run: far above ``p50_ms`` when the core was shared."""
     runs_dropped: int | None = None
     """Timed runs left out because other load slowed their block (see ``latency.measure``)."""
+    ratio: float | None = None
+    """Paired timing (``latency.paired``): the median of the rounds' candidate / anchor
+    ratios; ``p50_ms`` is this times the anchor's calibrated latency."""
+    ratio_ci: tuple[float, float] | None = None
+    """A 95% interval for :attr:`ratio`; ``ci_ms`` is this times the anchor's latency."""
+    rounds: int | None = None
+    """Rounds of the paired timing (one candidate block and one anchor block each)."""
+    raw_p50_ms: float | None = None
+    """The candidate's own p50 during the pairing: the machine's state at that time."""
+    anchor_p50_ms: float | None = None
+    """The anchor's own p50 during the pairing."""
+
+    @property
+    def upper_ms(self) -> float:
+        """The upper bound of the p50's interval (the p50 itself without one)."""
+        return self.ci_ms[1] if self.ci_ms is not None else self.p50_ms
 
     def __post_init__(self) -> None:
-        if self.ci_ms is not None:  # JSON gives a list back
-            object.__setattr__(self, "ci_ms", (float(self.ci_ms[0]), float(self.ci_ms[1])))
+        for name in ("ci_ms", "ratio_ci"):  # JSON gives lists back
+            pair = getattr(self, name)
+            if pair is not None:
+                object.__setattr__(self, name, (float(pair[0]), float(pair[1])))
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
         out = asdict(self)
-        out["ci_ms"] = list(self.ci_ms) if self.ci_ms is not None else None
+        for name in ("ci_ms", "ratio_ci"):
+            pair = getattr(self, name)
+            out[name] = list(pair) if pair is not None else None
         return out
 
     @classmethod

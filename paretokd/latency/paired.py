@@ -1,0 +1,223 @@
+"""Paired timing: a candidate timed in alternating blocks with a fixed anchor graph.
+
+A single p50 measures the model and the machine's state at that moment: on this
+project's 2-core machines a teacher's p50 read 37.8 ms in a fresh process and
+27.2 ms a minute later, and +14% to +49% after minutes of training. A study
+compares architectures timed an hour apart, and ships students timed after
+their training, so a raw figure cannot be trusted across that time.
+
+What survives a change of state is a ratio measured in one state: the
+candidate and the anchor (the study's teacher) are timed in alternating blocks
+of about 50 ms, in ABBA order so that a trend within the measurement cancels,
+and each round gives the ratio of the two blocks' medians. The candidate's
+latency is the median ratio times the anchor's latency calibrated once per
+study (:func:`calibrate`); its interval is the order-statistic interval of the
+rounds' ratios, times the same figure. A speed-up over the teacher is the
+inverse of the ratio, so it comes with an interval of its own.
+
+Before either is timed, both are warmed up until consecutive blocks agree
+(:func:`settle`): a cold process is never trusted.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paretokd.config import LatencySpec
+from paretokd.latency.export import onnx_vocab_size
+from paretokd.latency.fingerprint import clock
+from paretokd.latency.protocol import Run, block, host_lock, runner, settle, summarise
+from paretokd.latency.session import session
+from paretokd.records import LatencyStats
+
+ANCHOR_BLOCK_RUNS = 3
+"""The anchor (the teacher, the slowest model of a study) needs fewer runs to fill a block."""
+
+BOOTSTRAP = 400
+"""Resamples of the rounds behind the ratio's interval."""
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A candidate timed against the anchor, round by round."""
+
+    candidate_blocks: tuple[tuple[float, ...], ...]
+    """The candidate's runs (ms on the clock), one tuple per round."""
+    anchor_blocks: tuple[tuple[float, ...], ...]
+    """The anchor's runs in the same rounds."""
+    kept: tuple[int, ...]
+    """The rounds that count: neither block slowed by other load (see :func:`quiet_rounds`)."""
+    candidate: LatencyStats
+    """The candidate's own runs in the kept rounds (the machine's state at the time)."""
+    anchor: LatencyStats
+    """The anchor's runs in the kept rounds."""
+
+    @property
+    def ratio(self) -> float:
+        """The candidate's p50 over the anchor's, both over the kept rounds."""
+        return _pooled_ratio(self.candidate_blocks, self.anchor_blocks, self.kept)
+
+    @property
+    def ratio_ci(self) -> tuple[float, float]:
+        """A 95% interval for :attr:`ratio`: a bootstrap over the kept rounds (seeded)."""
+        rng = np.random.default_rng(0)
+        k = np.asarray(self.kept)
+        draws = [
+            _pooled_ratio(self.candidate_blocks, self.anchor_blocks, rng.choice(k, len(k)))
+            for _ in range(BOOTSTRAP)
+        ]
+        lo, hi = np.percentile(draws, [2.5, 97.5])
+        return float(lo), float(hi)
+
+    def stats(self, anchor_ms: float) -> LatencyStats:
+        """The candidate's latency on the study's scale: the ratio times ``anchor_ms``.
+
+        Args:
+            anchor_ms: The anchor's p50 calibrated for the study (:func:`calibrate`).
+        """
+        ratio, (lo, hi), c = self.ratio, self.ratio_ci, self.candidate
+        # The distribution of runs keeps its shape; the scale is the anchor's.
+        scale = ratio * anchor_ms / c.p50_ms
+        return LatencyStats(
+            p50_ms=ratio * anchor_ms,
+            p90_ms=c.p90_ms * scale,
+            mean_ms=c.mean_ms * scale,
+            runs=c.runs,
+            p99_ms=c.p99_ms * scale if c.p99_ms is not None else None,
+            ci_ms=(lo * anchor_ms, hi * anchor_ms),
+            min_ms=c.min_ms * scale if c.min_ms is not None else None,
+            seconds=c.seconds,
+            measured_at=c.measured_at,
+            lock_wait_s=c.lock_wait_s,
+            clock=c.clock,
+            wall_p50_ms=c.wall_p50_ms,
+            runs_dropped=sum(len(b) for b in self.candidate_blocks) - c.runs,
+            ratio=ratio,
+            ratio_ci=(lo, hi),
+            rounds=len(self.kept),
+            raw_p50_ms=c.p50_ms,
+            anchor_p50_ms=self.anchor.p50_ms,
+        )
+
+
+def _pooled_ratio(
+    cand: tuple[tuple[float, ...], ...], anch: tuple[tuple[float, ...], ...], rounds: object
+) -> float:
+    idx = list(rounds)  # type: ignore[call-overload]
+    c = np.median([t for i in idx for t in cand[i]])
+    a = np.median([t for i in idx for t in anch[i]])
+    return float(c / a)
+
+
+def quiet_rounds(
+    cand: list[list[float]], anch: list[list[float]], tolerance: float | None
+) -> list[int]:
+    """The rounds in which neither block's median is ``tolerance`` above its quietest block's.
+
+    When fewer than half the rounds are that quiet, the quietest half counts.
+    """
+    n = len(cand)
+    if tolerance is None:
+        return list(range(n))
+    excess = []
+    for blocks in (cand, anch):
+        medians = [float(np.median(b)) for b in blocks]
+        excess.append([m / min(medians) - 1.0 for m in medians])
+    worst = [max(c, a) for c, a in zip(*excess, strict=True)]
+    quiet = [i for i in range(n) if worst[i] <= tolerance]
+    if len(quiet) * 2 >= n:
+        return quiet
+    return sorted(sorted(range(n), key=lambda i: worst[i])[: (n + 1) // 2])
+
+
+def measure_paired(
+    candidate: Path,
+    anchor: Path,
+    spec: LatencySpec,
+    rounds: int | None = None,
+    vocab_size: int | None = None,
+) -> Paired:
+    """Time ``candidate`` against ``anchor`` in alternating blocks (see the module docstring).
+
+    Args:
+        candidate: The ``.onnx`` file to time.
+        anchor: The anchor's ``.onnx`` file (the study's teacher).
+        spec: The latency setup.
+        rounds: Rounds of one candidate and one anchor block; ``spec.rounds`` by default.
+        vocab_size: Upper bound of the random token ids; read from the graphs when omitted.
+    """
+    rounds = rounds or spec.rounds
+    which = clock(spec)
+    on_cpu = which == "cpu"
+    cand_run = runner(session(candidate, spec), spec, vocab_size or onnx_vocab_size(candidate) or 1)
+    anchor_run = _anchor_runner(anchor, spec, vocab_size)
+    cand: list[list[float]] = []
+    anch: list[list[float]] = []
+    gc_was_enabled = gc.isenabled()
+    with host_lock() as waited:
+        settle(anchor_run, spec, on_cpu)
+        settle(cand_run, spec, on_cpu)
+        gc.disable()  # a collection inside a timed run is noise, not the model
+        started, t0 = time.time(), time.perf_counter()
+        try:
+            for r in range(rounds):
+                # ABBA: a trend within the measurement weighs on both alike.
+                first_anchor = r % 2 == 0
+                if first_anchor:
+                    anch.append(block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS))
+                cand.append(block(cand_run, on_cpu))
+                if not first_anchor:
+                    anch.append(block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        seconds = time.perf_counter() - t0
+    kept = quiet_rounds(cand, anch, spec.block_tolerance)
+    extra = {"seconds": seconds, "measured_at": started, "lock_wait_s": waited(), "clock": which}
+    return Paired(
+        tuple(tuple(b) for b in cand),
+        tuple(tuple(b) for b in anch),
+        tuple(kept),
+        summarise([t for i in kept for t in cand[i]], **extra),
+        summarise([t for i in kept for t in anch[i]], **extra),
+    )
+
+
+_ANCHORS: dict[tuple[Path, LatencySpec], Run] = {}
+
+
+def _anchor_runner(anchor: Path, spec: LatencySpec, vocab_size: int | None) -> Run:
+    """The anchor's session, opened once per process: every candidate is paired with it."""
+    key = (anchor.resolve(), spec)
+    if key not in _ANCHORS:
+        vocab = vocab_size or onnx_vocab_size(anchor) or 1
+        _ANCHORS[key] = runner(session(anchor, spec), spec, vocab)
+    return _ANCHORS[key]
+
+
+def calibrate(anchor: Path, spec: LatencySpec, vocab_size: int | None = None) -> LatencyStats:
+    """The anchor's own latency, timed with care once per study: the scale of every figure.
+
+    Settled first, then ``spec.calibration_rounds`` blocks; the p50 of their runs.
+    """
+    which = clock(spec)
+    on_cpu = which == "cpu"
+    run = _anchor_runner(anchor, spec, vocab_size)
+    gc_was_enabled = gc.isenabled()
+    with host_lock() as waited:
+        settle(run, spec, on_cpu)
+        gc.disable()
+        started, t0 = time.time(), time.perf_counter()
+        try:
+            blocks = [block(run, on_cpu) for _ in range(spec.calibration_rounds)]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        seconds = time.perf_counter() - t0
+    times = [t for b in blocks for t in b]
+    return summarise(times, seconds=seconds, measured_at=started, lock_wait_s=waited(), clock=which)
