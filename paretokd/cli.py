@@ -102,6 +102,9 @@ def main() -> None:
 )
 @click.option("--workers", type=int, default=1, show_default=True, help="Local search processes.")
 @click.option("--no-final", is_flag=True, help="Stop after the search and recommendation.")
+@click.option(
+    "--strict", is_flag=True, help="Exit with status 3 if a budget cannot be kept (else warn)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_user_errors
 def run(
@@ -119,9 +122,15 @@ def run(
     device: str | None,
     workers: int,
     no_final: bool,
+    strict: bool,
     quiet: bool,
 ) -> None:
-    """Search student architectures, recommend one per budget, distil and export them."""
+    """Search student architectures, recommend one per budget, distil and export them.
+
+    Every shipped student is timed again and kept within its budget (or replaced
+    by the next best candidate that fits); a budget nothing keeps is warned about
+    loudly, and with --strict ends the run with exit status 3.
+    """
     start = time.perf_counter()
     _use_data_root(data_root)
     spec = config.override(
@@ -159,6 +168,15 @@ def run(
     if result.record.finals:
         click.echo(f"students:        {result.where.out_dir / 'students'}")
     click.echo(f"dashboard:       paretokd dashboard --out {result.where.out_dir}")
+    unkept = [p for p in result.record.picks if p.trial is None]
+    for p in unkept:
+        click.secho(f"WARNING: budget {p.budget} is not kept: {p.reason}", fg="red", err=True)
+    if strict and unkept:
+        sys.exit(STRICT_EXIT)
+
+
+STRICT_EXIT = 3
+"""``paretokd run --strict``'s exit status when a budget cannot be kept."""
 
 
 def _print_run(result: Any) -> None:
@@ -167,14 +185,15 @@ def _print_run(result: Any) -> None:
     run = result.record
     click.echo()
     t, ref = run.teacher, run.reference
-    click.echo(f"teacher {t.name}: {t.params / 1e6:.1f}M params, p50 {t.latency.p50_ms:.2f} ms")
+    click.echo(
+        f"teacher {t.name}: {t.params / 1e6:.1f}M params, p50 {t.latency.p50_ms:.2f} ms "
+        "(every latency below is a ratio to it, timed side by side, times this)"
+    )
     if ref is not None:
         click.echo(
             f"reference {ref.name} ({ref.arch.id}): {ref.params / 1e6:.1f}M params, "
             f"p50 {ref.latency.p50_ms:.2f} ms, proxy loss {ref.proxy_loss:.4f}"
         )
-    if t.latency_final is not None:
-        click.echo(f"teacher re-timed beside the final students: p50 {t.latency_ms:.2f} ms")
     click.echo(report.render_console(report.picks_table(run.picks, run.objective, run)))
     evaluation = report.evaluation_table(run)
     if evaluation is not None:

@@ -12,23 +12,21 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
-from optuna.trial import FixedTrial
 from transformers import PreTrainedModel
 
-from paretokd import config, latency, logs, report
+from paretokd import config, finals, latency, logs, report
 from paretokd.config import StudySpec
-from paretokd.distill import final, scoring
+from paretokd.distill import scoring
 from paretokd.errors import ParetokdError
+from paretokd.finals import ProgressFactory
 from paretokd.models import data
 from paretokd.models import teacher as teacher_mod
 from paretokd.records import (
-    REFERENCE_FOLDER,
     Evaluation,
     FinalStudent,
     Fingerprint,
@@ -40,12 +38,18 @@ from paretokd.records import (
     TeacherRecord,
     TrialRecord,
 )
-from paretokd.search import context, loop, recommend, reference, space, storage, teacher_timing
+from paretokd.search import (
+    confirm,
+    context,
+    loop,
+    recommend,
+    reference,
+    space,
+    storage,
+    teacher_timing,
+)
 
 log = logging.getLogger(__name__)
-
-ProgressFactory = Callable[[str, int], Callable[[int, float], None]]
-"""Given a label and a total, returns a per-step callback (the CLI draws a bar)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Searched:
     teacher_latency: LatencyStats
     reference: ReferenceStudent
     result: loop.SearchResult
+    trials: list[TrialRecord]
+    """Every complete trial, with the confirmations of the candidates near a budget."""
 
 
 def run(
@@ -137,11 +143,30 @@ def run(
     start = time.perf_counter()
     setup = prepare(spec, out, storage, workers)
     searched = search(setup, show_progress, workers)
-    trials = recommend.trials(searched.study)
+    trials = searched.trials
     picks = recommend.pick(trials, spec.budgets, setup.objective)
-    finals, models = distil_finals(setup, searched, picks, progress) if do_final else ([], {})
-    teacher = teacher_record(setup, searched, retime=bool(finals))
-    evaluation, finals = evaluate(setup, teacher, finals, models)
+    shipping = finals.Shipping(
+        spec,
+        setup.teacher,
+        setup.splits,
+        searched.study,
+        searched.ctx,
+        setup.objective,
+        setup.fingerprint,
+        setup.where.out_dir,
+        progress,
+    )
+    students: list[FinalStudent] = []
+    try:
+        if do_final:
+            with_reference = setup.evalset is not None
+            picks, students = finals.ship(shipping, picks, searched.reference, with_reference)
+    finally:
+        clean_workdir(searched.ctx.workdir)  # the teacher's graph, every timing's anchor
+    teacher = TeacherRecord(
+        setup.teacher.name, setup.teacher.source, setup.teacher.params, searched.teacher_latency
+    )
+    evaluation, students = evaluate(setup, teacher, students, shipping.models)
     record = RunRecord(
         study=setup.where.study_name,
         storage=storage_redacted(setup.where),
@@ -150,7 +175,7 @@ def run(
         teacher=teacher,
         reference=searched.reference,
         picks=tuple(picks),
-        finals=tuple(finals),
+        finals=tuple(students),
         evaluation=evaluation,
         search=loop.spend(searched.study),
     )
@@ -196,9 +221,11 @@ def prepare(spec: StudySpec, out: str | Path | None, url: str | None, workers: i
 
 
 def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
-    """Open the study, measure the teacher and the reference, and run the trials.
+    """Open the study, calibrate the teacher, measure the reference, and run the trials.
 
-    With ``workers`` above 1, that many minus one extra processes search the same study.
+    With ``workers`` above 1, that many minus one extra processes search the same
+    study; they start once the teacher's calibration is stored, so every process
+    reads figures on the same scale.
     """
     spec, where = setup.spec, setup.where
     study = storage.open_study(spec, where.storage, where.study_name, setup.fingerprint)
@@ -209,19 +236,19 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
         _SPAWN.Process(target=search_worker, args=(spec, where, i, threads), daemon=True)
         for i in range(1, workers)
     ]
-    for proc in helpers:
-        proc.start()
     try:
         ctx = context.prepare(
             spec, setup.teacher, setup.splits, workdir, setup.fingerprint, where.out_dir
         )
-        teacher_stats = teacher_timing.measure_teacher(study, ctx)
+        teacher_stats = teacher_timing.calibrate(study, ctx)
         log.info(
-            "teacher %s: p50 %.2f ms (%s)",
+            "teacher %s: p50 %.2f ms (%s), the scale of every latency of the study",
             setup.teacher.name,
             teacher_stats.p50_ms,
             setup.fingerprint.hardware,
         )
+        for proc in helpers:
+            proc.start()
         ref = reference.measure(study, ctx)
         log.info(
             "reference %s (%s): p50 %.2f ms, proxy loss %.4f",
@@ -232,12 +259,15 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
         )
         reference.enqueue(study, ctx)
         result = loop.run(study, ctx, show_progress=show_progress, torch_threads=threads)
+    except BaseException:
+        clean_workdir(workdir)  # otherwise the run removes it after the finals (the anchor)
+        raise
     finally:
         for proc in helpers:
-            proc.join()
+            if proc.pid is not None:
+                proc.join()
             if proc.exitcode:
                 log.warning("search worker %s exited with status %s", proc.name, proc.exitcode)
-        clean_workdir(workdir)
     if helpers:
         result = loop.summary(study, result)
     spent = loop.spend(study)
@@ -249,88 +279,9 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
         spent.never_pickable_seconds,
         100 * spent.never_pickable_share,
     )
-    return Searched(study, ctx, teacher_stats, ref, result)
-
-
-def final_jobs(setup: Setup, picks: list[Pick], ref: ReferenceStudent) -> list[final.Job]:
-    """The students to distil: each pick, and the reference when there is an evaluation set.
-
-    Each pick's architecture is replayed through the search space (Optuna's
-    ``FixedTrial``), so a final is built exactly as its trial was.
-    """
-    jobs = []
-    for p in picks:
-        if p.trial is not None:
-            arch = space.suggest(FixedTrial(p.trial.arch.to_dict()), setup.spec.space)
-            jobs.append(final.Job(p.budget, arch, p.budget_ms, p.trial.number))
-    if setup.evalset is not None and jobs:
-        # Scored against the picks, the reference gets the same final training
-        # (or a copy, when a pick is the reference's architecture).
-        jobs.append(final.Job(REFERENCE_FOLDER, ref.arch, None, None))
-    return jobs
-
-
-def distil_finals(
-    setup: Setup, searched: Searched, picks: list[Pick], progress: ProgressFactory | None
-) -> tuple[list[FinalStudent], dict[str, PreTrainedModel]]:
-    """Distil each job once per architecture on the full split (finished ones are reused).
-
-    Returns:
-        The final students, and their models by folder (for the evaluation).
-    """
-    spec, out_dir = setup.spec, setup.where.out_dir
-    jobs = final_jobs(setup, picks, searched.reference)
-    if not jobs:
-        return [], {}
-    full_train = final.training_targets(spec, setup.teacher, setup.splits)
-    done: dict[str, FinalStudent] = {}  # architecture id -> its finished student in this run
-    finals: list[FinalStudent] = []
-    models: dict[str, PreTrainedModel] = {}
-    for job in jobs:
-        label, steps = f"final {job.folder}", spec.distill.final_steps
-        if job.arch.id in done:
-            student = final.copy_student(done[job.arch.id], job, out_dir, spec)
-            model = models[done[job.arch.id].folder]
-        elif (reused := final.finished(job, spec, out_dir)) is not None:
-            log.info("%s: reusing the finished student in %s", job.folder, reused.dir)
-            student, model = reused, final.load_model(reused, setup.teacher)
-        else:
-            log.info("%s: distilling %s for %d steps", label, job.arch.id, steps)
-            student, model = final.distill_and_export(
-                job,
-                spec,
-                setup.teacher,
-                full_train,
-                searched.ctx.proxy_eval,
-                searched.ctx.slicing,
-                setup.fingerprint,
-                out_dir,
-                progress=progress(label, steps) if progress else None,
-            )
-        done.setdefault(job.arch.id, student)
-        finals.append(student)
-        models[job.folder] = model
-    return finals, models
-
-
-def teacher_record(setup: Setup, searched: Searched, retime: bool) -> TeacherRecord:
-    """The teacher's record; re-timed beside the final students when there are any.
-
-    A CPU that has been training for minutes runs inference measurably slower
-    than the fresh one the study's first measurement saw: speed-ups of final
-    students are honest only against a teacher timed in the same state.
-    """
-    t = setup.teacher
-    record = TeacherRecord(t.name, t.source, t.params, searched.teacher_latency)
-    if not retime:
-        return record
-    now = teacher_timing.retime_teacher(searched.ctx)
-    log.info(
-        "teacher re-timed beside the final students: p50 %.2f ms (%+.1f%% from the search's)",
-        now.p50_ms,
-        100 * (now.p50_ms / record.latency.p50_ms - 1),
-    )
-    return replace(record, latency_final=now)
+    trials = recommend.trials(study)
+    confirmed = confirm.confirm(study, ctx, trials, spec.budgets, setup.objective)
+    return Searched(study, ctx, teacher_stats, ref, result, confirmed)
 
 
 def evaluate(
@@ -398,6 +349,7 @@ def search_worker(spec: StudySpec, where: Where, worker: int, threads: int) -> N
     workdir = _workdir(where)
     try:
         ctx = context.prepare(spec, teacher, splits, workdir, fp, where.out_dir)
+        teacher_timing.calibrate(study, ctx)  # stored by the main process: read back
         loop.run(study, ctx, show_progress=False, torch_threads=threads)
     finally:
         clean_workdir(workdir)

@@ -192,6 +192,9 @@ distill:
 latency:
   seq_len: 32
   warmup_runs: 1
+  rounds: 3
+  confirm_rounds: 4
+  calibration_rounds: 4
   min_runs: 5
   min_seconds: 0.02
 search:

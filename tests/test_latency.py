@@ -349,7 +349,8 @@ def test_a_drifting_machine_is_logged_and_recorded_on_the_study(
     )
     study = optuna.create_study(directions=["minimize", "minimize"])
     assert teacher_timing.check_drift(study, ctx) is False  # nothing stored yet: nothing to compare
-    stats = teacher_timing.measure_teacher(study, ctx)
+    stats = teacher_timing.calibrate(study, ctx)
+    assert ctx.anchor_ms == stats.p50_ms
     assert (tmp_path / "teacher.onnx").is_file()
     # The study says the teacher ran 3x faster than this machine runs it now.
     study.set_user_attr("teacher_latency", {**stats.to_json(), "p50_ms": stats.p50_ms / 3})

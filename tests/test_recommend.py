@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 
@@ -91,16 +93,34 @@ def test_pick_tie_on_loss_goes_to_the_faster_trial(order: list[int]) -> None:
     assert only.trial is not None and only.trial.latency_ms == 4.0
 
 
-def test_pick_never_takes_infeasible_or_off_front_trials() -> None:
+def test_pick_never_takes_infeasible_or_dominated_trials() -> None:
     trials = [
         _point(0, latency=2.0, loss=0.9),
-        # Lower loss and within budget, but dominated according to the study.
-        _point(1, latency=3.0, loss=0.1, on_front=False),
+        # Dominated: slower and worse than trial 3.
+        _point(1, latency=4.8, loss=0.7, on_front=False),
         # Lowest loss of all, but infeasible (never trained).
         _point(2, latency=4.0, loss=0.05, feasible=False, on_front=True),
         _point(3, latency=4.5, loss=0.6),
     ]
     assert _chosen(pick(trials, (5.0, 100.0))) == [3, 3]
+
+
+def test_a_pick_must_fit_with_its_interval_and_a_confirmation_decides() -> None:
+    def with_ci(number: int, p50: float, hi: float, loss: float) -> TrialRecord:
+        stats = LatencyStats(p50_ms=p50, p90_ms=p50, mean_ms=p50, runs=5, ci_ms=(p50 * 0.9, hi))
+        return TrialRecord(number, Arch(2, 64, 4, 128), 10, loss, stats, -1.0)
+
+    near = with_ci(0, 9.5, 10.4, 0.3)  # p50 within 10 ms, its interval not
+    safe = with_ci(1, 6.0, 6.3, 0.5)
+    assert _chosen(pick([near, safe], (10.0,))) == [1]
+    # Timed again with more rounds, its interval narrows below the budget: it wins.
+    tight = LatencyStats(p50_ms=9.5, p90_ms=9.6, mean_ms=9.5, runs=60, ci_ms=(9.4, 9.7))
+    confirmed = [replace(near, confirmed=tight), safe]
+    assert _chosen(pick(confirmed, (10.0,))) == [0]
+    # Nothing fits 9.6 ms with margin: the reason names the candidate and its bound.
+    (none,) = pick([near], (9.6,))
+    assert none.trial is None and none.reason is not None
+    assert "with margin" in none.reason and "10.40 ms" in none.reason
 
 
 def test_pick_budget_nothing_fits_names_the_fastest() -> None:

@@ -68,7 +68,7 @@ def _record(out_dir: Path) -> RunRecord:
         storage="sqlite:///study.db",
         objective=LOSS,
         fingerprint=FINGERPRINT,
-        teacher=TeacherRecord("t", "/models/t", 99999, _stats(12.0), _stats(12.6)),
+        teacher=TeacherRecord("t", "/models/t", 99999, _stats(12.6)),
         reference=ReferenceStudent(ref_arch, 23456, _stats(6.1), 0.35, None),
         picks=picks,
         finals=(student, ref_final),
@@ -94,8 +94,9 @@ def test_derived_figures_are_computed_once_by_their_owner(tmp_path: Path) -> Non
     (pick, none) = record.picks
     final = record.final_of(pick)
     assert final is not None and record.final_of(none) is None
-    # Against the teacher re-timed beside the finals, not the search's figure.
+    # The teacher's calibrated p50 over the student's (the inverse of their paired ratio).
     assert record.speedup(final) == pytest.approx(12.6 / 4.2)
+    assert record.speedup_ci(final) == pytest.approx((12.6 / 4.2, 12.6 / 4.1))
     assert record.final_vs_search(pick) == pytest.approx(4.2 / 4.0 - 1)
     assert record.percent_of_teacher(final) == pytest.approx(100 * 0.8 / 0.9)
     assert final.within_budget is True

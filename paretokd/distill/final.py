@@ -21,7 +21,7 @@ from paretokd.distill.targets import TeacherTargets, make_batches
 from paretokd.files import write_text
 from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
-from paretokd.records import Arch, FinalStudent, Fingerprint
+from paretokd.records import Arch, FinalStudent, Fingerprint, LatencyStats
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class Job:
     trial: int | None
 
 
-def _key(job: Job, spec: StudySpec) -> dict[str, Any]:
+def _key(arch: Arch, spec: StudySpec) -> dict[str, Any]:
     """What makes a finished student reusable: same architecture, spec and recipe length."""
-    return {"arch_id": job.arch.id, "spec_hash": spec.hash, "final_steps": spec.distill.final_steps}
+    return {"arch_id": arch.id, "spec_hash": spec.hash, "final_steps": spec.distill.final_steps}
 
 
 def finished(job: Job, spec: StudySpec, out_dir: Path) -> FinalStudent | None:
@@ -82,7 +82,7 @@ def finished(job: Job, spec: StudySpec, out_dir: Path) -> FinalStudent | None:
         raw = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
         return None
-    if raw.get("key") != _key(job, spec):
+    if raw.get("key") != _key(job.arch, spec):
         return None
     done = FinalStudent.from_json(raw["student"], folder)
     return done.for_job(job.folder, job.budget_ms, job.trial)
@@ -101,7 +101,7 @@ def copy_student(source: FinalStudent, job: Job, out_dir: Path, spec: StudySpec)
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(source.dir, partial)
     copied = replace(copied, dir=target)
-    _write_marker(partial, copied, _key(job, spec))
+    _write_marker(partial, copied, _key(job.arch, spec))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return copied
@@ -120,6 +120,7 @@ def distill_and_export(
     full_train: TeacherTargets,
     proxy_eval: TeacherTargets,
     slicing: Slicing,
+    time_graph: Callable[[Path], LatencyStats],
     fingerprint: Fingerprint,
     out_dir: Path,
     progress: Callable[[int, float], None] | None = None,
@@ -130,6 +131,9 @@ def distill_and_export(
     ``model.onnx``, ``latency.json`` and ``final.json``. The folder is built
     under a temporary name and renamed when complete, so a crash never leaves a
     half-written student where a finished one is expected.
+
+    Args:
+        time_graph: Times an exported graph as the study does (paired with the teacher).
 
     Returns:
         The final student and the trained model.
@@ -155,11 +159,8 @@ def distill_and_export(
     diff = latency.parity(model, onnx_path, proxy_eval.batches[0], spec.latency)
     if diff > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export of {job.arch.id} differs from PyTorch by {diff:.2e}")
-    stats = latency.measure(onnx_path, spec.latency, model.config.vocab_size)
-    write_text(
-        partial / "latency.json",
-        json.dumps({**stats.to_json(), "fingerprint": fingerprint.to_json()}, indent=2) + "\n",
-    )
+    stats = time_graph(onnx_path)
+    _write_latency(partial, stats, fingerprint)
     final = FinalStudent(
         folder=job.folder,
         arch=job.arch,
@@ -171,10 +172,25 @@ def distill_and_export(
         steps=done.result.steps,
         dir=target,
     )
-    _write_marker(partial, final, _key(job, spec))
+    _write_marker(partial, final, _key(job.arch, spec))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return final, model
+
+
+def retimed(
+    student: FinalStudent, stats: LatencyStats, fingerprint: Fingerprint, spec: StudySpec
+) -> FinalStudent:
+    """``student`` with a new timing of its shipped graph, written to its folder."""
+    out = replace(student, latency=stats)
+    _write_latency(out.dir, stats, fingerprint)
+    _write_marker(out.dir, out, _key(out.arch, spec))
+    return out
+
+
+def _write_latency(folder: Path, stats: LatencyStats, fingerprint: Fingerprint) -> None:
+    record = {**stats.to_json(), "fingerprint": fingerprint.to_json()}
+    write_text(folder / "latency.json", json.dumps(record, indent=2) + "\n")
 
 
 def load_model(final: FinalStudent, teacher: Teacher) -> PreTrainedModel:

@@ -68,42 +68,39 @@ class TeacherRecord:
     source: str
     params: int
     latency: LatencyStats
-    """Timed once per study, before the first trial."""
-    latency_final: LatencyStats | None = None
-    """Timed again beside the final students, in the machine's state at that time."""
+    """Calibrated once per study, before the first trial: the scale of every figure."""
 
     @property
     def latency_ms(self) -> float:
-        """The p50 every speed-up divides: beside the finals when re-timed, else the search's."""
-        return (self.latency_final or self.latency).p50_ms
+        """The teacher's p50 on the study's scale."""
+        return self.latency.p50_ms
 
     def speedup(self, latency_ms: float) -> float:
-        """How many times faster than the teacher a model of p50 ``latency_ms`` runs."""
+        """How many times faster than the teacher a model of p50 ``latency_ms`` runs.
+
+        Every figure of a study is a ratio to the teacher timed side by side,
+        times :attr:`latency_ms`; this is the inverse of that ratio.
+        """
         return self.latency_ms / latency_ms
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready."""
-        final = self.latency_final
         return {
             "name": self.name,
             "source": self.source,
             "params": self.params,
             "latency_ms": self.latency.p50_ms,
             "latency": self.latency.to_json(),
-            "latency_final_ms": final.p50_ms if final else None,
-            "latency_final": final.to_json() if final else None,
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> TeacherRecord:
         """Inverse of :meth:`to_json`."""
-        final = raw.get("latency_final")
         return cls(
             name=str(raw["name"]),
             source=str(raw["source"]),
             params=int(raw["params"]),
             latency=LatencyStats.from_json(raw["latency"]),
-            latency_final=LatencyStats.from_json(final) if final else None,
         )
 
 
@@ -285,8 +282,15 @@ class RunRecord:
         return self.final(REFERENCE_FOLDER)
 
     def speedup(self, final: FinalStudent) -> float:
-        """``final``'s speed-up over the teacher (re-timed beside the finals when it was)."""
+        """``final``'s speed-up over the teacher, from their paired timing."""
         return self.teacher.speedup(final.latency.p50_ms)
+
+    def speedup_ci(self, final: FinalStudent) -> tuple[float, float] | None:
+        """A 95% interval for :meth:`speedup` (from the timing's interval), if it has one."""
+        ci = final.latency.ci_ms
+        if ci is None:
+            return None
+        return self.teacher.speedup(ci[1]), self.teacher.speedup(ci[0])
 
     def final_vs_search(self, pick: Pick) -> float | None:
         """How far the shipped student's p50 moved from the search's: final / search - 1."""
@@ -321,6 +325,8 @@ class RunRecord:
     def _final_json(self, final: FinalStudent, base: Path) -> dict[str, Any]:
         out = final.to_json(base)
         out["speedup"] = self.speedup(final)
+        ci = self.speedup_ci(final)
+        out["speedup_ci"] = list(ci) if ci else None
         out["percent_of_teacher"] = self.percent_of_teacher(final)
         return out
 

@@ -73,6 +73,9 @@ class TrialRecord:
     """Seconds per stage: ``build_s``, ``latency_s``, ``distill_s``, ``metric_s``."""
     worker: str | None = None
     """``host:pid`` of the process that ran it."""
+    confirmed: LatencyStats | None = None
+    """Its latency timed again, with more rounds, because it lay near a budget
+    (``search.confirm``); kept on the study, not on the trial."""
 
     @property
     def feasible(self) -> bool:
@@ -81,8 +84,17 @@ class TrialRecord:
 
     @property
     def latency_ms(self) -> float:
-        """Objective 2: the latency p50."""
+        """Objective 2: the latency p50 the search measured."""
         return self.latency.p50_ms
+
+    @property
+    def timing(self) -> LatencyStats:
+        """Its best latency figure: the confirmation when there is one, else the search's."""
+        return self.confirmed or self.latency
+
+    def fits(self, budget_ms: float) -> bool:
+        """Whether it meets ``budget_ms`` with margin: the upper bound of its p50's interval."""
+        return self.feasible and self.timing.upper_ms <= budget_ms
 
     def write(self, trial: _WritableTrial) -> None:
         """Store the record on a running Optuna trial: user attributes and the constraint."""
@@ -107,6 +119,7 @@ class TrialRecord:
         """JSON-ready, for files (a pick's trial); the study keeps it with :meth:`write`."""
         out = asdict(self)
         out.update(arch=self.arch.to_dict(), arch_id=self.arch.id, latency=self.latency.to_json())
+        out["confirmed"] = self.confirmed.to_json() if self.confirmed else None
         return out
 
     @classmethod
@@ -150,6 +163,9 @@ class Pick:
     budget_ms: float
     trial: TrialRecord | None
     reason: str | None = None
+    """Why there is no trial: nothing fits, or the budget could not be kept when shipped."""
+    fallback: str | None = None
+    """Why this trial replaced a better one: that one's shipped student was over budget."""
 
     @property
     def budget(self) -> str:
@@ -162,6 +178,7 @@ class Pick:
             "budget": self.budget,
             "budget_ms": self.budget_ms,
             "reason": self.reason,
+            "fallback": self.fallback,
             "trial": self.trial.to_json() if self.trial else None,
         }
 
@@ -169,4 +186,4 @@ class Pick:
     def from_json(cls, raw: dict[str, Any]) -> Pick:
         """Inverse of :meth:`to_json`."""
         trial = TrialRecord.from_json(raw["trial"]) if raw["trial"] else None
-        return cls(float(raw["budget_ms"]), trial, raw.get("reason"))
+        return cls(float(raw["budget_ms"]), trial, raw.get("reason"), raw.get("fallback"))

@@ -24,6 +24,7 @@ th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; vertic
 th {{ background: #f3f3f3; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.reason {{ color: #8a3b00; }}
+p.unkept {{ color: #fff; background: #b00020; padding: 0.5em 0.8em; font-weight: 600; }}
 section.figure {{ margin: 2em 0 3em; }}
 section.figure p {{ color: #555; max-width: 60em; }}
 </style>
@@ -34,7 +35,11 @@ section.figure p {{ color: #555; max-width: 60em; }}
 <h2>Summary</h2>
 {summary}
 <h2>Recommendations</h2>
-{picks}
+{unkept}{picks}
+<p>Latencies are p50 with a 95% interval: each model's time relative to the teacher,
+timed side by side in alternating blocks, times the teacher's latency calibrated once
+for the study. A pick fits its budget with the upper bound of its interval; each
+shipped student was timed again the same way.</p>
 {evaluation}<h2>Figures</h2>
 {figures}
 </body>
@@ -104,6 +109,12 @@ def write_report(
         title=html.escape(title(run)),
         plotlyjs=get_plotlyjs(),
         summary=_summary_table(summary_rows(run, len(trials))),
+        unkept="".join(
+            f'<p class="unkept">Budget {html.escape(p.budget)} is not kept: '
+            f"{html.escape(p.reason or '')}</p>\n"
+            for p in run.picks
+            if p.trial is None
+        ),
         picks=render_html(picks_table(run.picks, run.objective, run)),
         evaluation=_evaluation_section(evaluation) if evaluation is not None else "",
         figures="\n".join(_figure_section(f) for f in drawn),

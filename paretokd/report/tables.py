@@ -14,7 +14,7 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from paretokd.records import FinalStudent, Objective, Pick, RunRecord
+from paretokd.records import FinalStudent, LatencyStats, Objective, Pick, RunRecord
 from paretokd.report.common import _mparams, _ms
 
 EMPTY = "—"
@@ -78,6 +78,7 @@ def picks_table(
             final student's folder.
     """
     head = ["budget", "trial", "architecture", "params", objective.label, "search p50 (ms)"]
+    # Latencies show their 95% interval; a candidate near its budget shows its confirmation.
     finals = run is not None and any(run.final_of(pk) is not None for pk in picks)
     if finals:
         head += ["final loss", "final p50 (ms)", "speed-up vs teacher", "files"]
@@ -88,11 +89,13 @@ def picks_table(
             continue
         t = pk.trial
         cells = [Cell(pk.budget), _num(str(t.number)), Cell(t.arch.id)]
-        cells += [_num(_mparams(t.params)), _num(f"{t.value:.4g}"), _num(_ms(t.latency_ms))]
+        cells += [_num(_mparams(t.params)), _num(f"{t.value:.4g}"), _num(_interval(t.timing))]
         if finals:
             assert run is not None
             cells += _final_cells(run, pk, files)
         rows.append(Row(tuple(cells)))
+        if pk.fallback:
+            rows.append(Row((Cell(""),), f"fallback: {pk.fallback}"))
     return Table("picks", tuple(head), tuple(rows))
 
 
@@ -131,11 +134,25 @@ def _final_cells(run: RunRecord, pk: Pick, files: Mapping[str, str] | None) -> l
 
 
 def _final_latency(final: FinalStudent) -> str:
-    return f"{final.latency.p50_ms:.2f}"
+    return _interval(final.latency, digits=2)
+
+
+def _interval(stats: LatencyStats, digits: int | None = None) -> str:
+    """A p50 and its 95% interval, e.g. ``9.20 (9.10–9.31)``."""
+
+    def fmt(ms: float) -> str:
+        return f"{ms:.{digits}f}" if digits is not None else _ms(ms)
+
+    if stats.ci_ms is None:
+        return fmt(stats.p50_ms)
+    return f"{fmt(stats.p50_ms)} ({fmt(stats.ci_ms[0])}–{fmt(stats.ci_ms[1])})"
 
 
 def _speedup(run: RunRecord, final: FinalStudent) -> str:
-    return f"{run.speedup(final):.1f}×"
+    """The speed-up and its interval, e.g. ``3.1× (2.9–3.3)``."""
+    ci = run.speedup_ci(final)
+    text = f"{run.speedup(final):.1f}×"
+    return text if ci is None else f"{text} ({ci[0]:.1f}–{ci[1]:.1f})"
 
 
 def _num(text: str) -> Cell:

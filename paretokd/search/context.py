@@ -16,6 +16,7 @@ from paretokd import distill, latency
 from paretokd.config import StudySpec
 from paretokd.distill import recipe, scoring
 from paretokd.distill.recipe import Distilled, Slicing
+from paretokd.latency import paired
 from paretokd.models import student
 from paretokd.models.data import Splits, Text
 from paretokd.models.teacher import Teacher
@@ -42,6 +43,9 @@ class Context:
     """The run's folder: trials attach their ``latency.json`` to its artifact store."""
     proxy_eval_labels: list[float] | None = None
     """Gold labels of the held-out proxy texts, in batch order (task metric objective)."""
+    anchor_ms: float | None = None
+    """The teacher's latency calibrated for the study (``teacher_timing.calibrate``): the
+    scale every paired timing is read on. Set once before the first trial."""
 
     @property
     def objective(self) -> Objective:
@@ -54,12 +58,41 @@ def build_student(arch: Arch, ctx: Context) -> PreTrainedModel:
     return recipe.build(arch, ctx.teacher.model, ctx.spec, ctx.slicing)
 
 
-def time_student(model: PreTrainedModel, ctx: Context) -> LatencyStats:
-    """Export ``model`` to a scratch file and time it under the study's latency setup."""
+def anchor_onnx(ctx: Context) -> Path:
+    """The teacher's graph, exported once per process: the anchor every timing is paired with."""
+    path = ctx.workdir / "teacher.onnx"
+    if not path.exists():
+        names = ctx.teacher.tokenizer.model_input_names
+        latency.export_onnx(ctx.teacher.model, names, path, ctx.spec.latency)
+    return path
+
+
+def calibrate_anchor(ctx: Context) -> LatencyStats:
+    """Time the teacher on its own, with care, and make it the scale of ``ctx``'s timings."""
+    vocab = ctx.teacher.config.vocab_size
+    stats = paired.calibrate(anchor_onnx(ctx), ctx.spec.latency, vocab)
+    ctx.anchor_ms = stats.p50_ms
+    return stats
+
+
+def time_onnx(path: Path, ctx: Context, rounds: int | None = None) -> LatencyStats:
+    """Time the graph at ``path`` paired with the teacher, on the study's scale.
+
+    ``rounds`` defaults to the spec's ``latency.rounds`` (a search trial); a
+    confirmation or a shipped student asks for ``latency.confirm_rounds``.
+    """
+    assert ctx.anchor_ms is not None, "the anchor is calibrated before any timing"
+    vocab = ctx.teacher.config.vocab_size
+    measured = paired.measure_paired(path, anchor_onnx(ctx), ctx.spec.latency, rounds, vocab)
+    return measured.stats(ctx.anchor_ms)
+
+
+def time_student(model: PreTrainedModel, ctx: Context, rounds: int | None = None) -> LatencyStats:
+    """Export ``model`` to a scratch file and time it paired with the teacher."""
     with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-        return latency.measure_model(
-            model, ctx.teacher.tokenizer.model_input_names, ctx.spec.latency, Path(tmp) / "m.onnx"
-        )
+        names = ctx.teacher.tokenizer.model_input_names
+        path = latency.export_onnx(model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
+        return time_onnx(path, ctx, rounds)
 
 
 def proxy_distill(model: PreTrainedModel, ctx: Context, steps: int | None = None) -> Distilled:

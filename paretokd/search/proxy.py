@@ -126,6 +126,7 @@ def validate(
     with tempfile.TemporaryDirectory(prefix="paretokd-proxy-") as tmp:
         workdir = Path(tmp)
         ctx = context.prepare(spec, teacher, splits, workdir, latency.fingerprint(spec.latency))
+        context.calibrate_anchor(ctx)
         pool = sample_archs(spec.space, POOL_FACTOR * k, seed)
         measured = []
         for i, arch in enumerate(pool, 1):

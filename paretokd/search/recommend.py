@@ -1,29 +1,73 @@
-"""From a study's Pareto front to one recommended architecture per latency budget."""
+"""From a study's trials to one recommended architecture per latency budget."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 import optuna
 
 from paretokd.config import format_budget
-from paretokd.records import Objective, Pick, TrialRecord
+from paretokd.records import LatencyStats, Objective, Pick, TrialRecord
+
+CONFIRMED_ATTR = "confirmed_latency"
+"""Study user attribute: trial number → its latency timed again near a budget
+(``search.confirm``). Finished trials take no new attributes, so the study keeps them."""
 
 
 def trials(study: optuna.Study) -> list[TrialRecord]:
-    """Every complete trial of ``study`` as a :class:`TrialRecord`, in trial order."""
+    """Every complete trial of ``study`` as a :class:`TrialRecord`, in trial order.
+
+    Each carries its confirmation, when a candidate near a budget was timed again.
+    """
     front = {t.number for t in study.best_trials}
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [TrialRecord.read(t, on_front=t.number in front) for t in complete]
+    confirmed = study.user_attrs.get(CONFIRMED_ATTR, {})
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        record = TrialRecord.read(t, on_front=t.number in front)
+        if str(t.number) in confirmed:
+            record = replace(record, confirmed=LatencyStats.from_json(confirmed[str(t.number)]))
+        out.append(record)
+    return out
+
+
+def candidates(
+    trials: Sequence[TrialRecord],
+    budget: float,
+    objective: Objective,
+    exclude: Collection[int] = (),
+) -> list[TrialRecord]:
+    """The trials that may serve ``budget``, best first: trained, p50 within it, not excluded.
+
+    Ties on objective 1 go to the faster trial.
+    """
+    fitting = [
+        t for t in trials if t.feasible and t.timing.p50_ms <= budget and t.number not in exclude
+    ]
+    return sorted(fitting, key=lambda t: (objective.sort_key(t.value), t.timing.p50_ms))
+
+
+def pick_one(
+    trials: Sequence[TrialRecord],
+    budget: float,
+    objective: Objective,
+    exclude: Collection[int] = (),
+) -> Pick:
+    """The best trial that meets ``budget`` with margin (:meth:`TrialRecord.fits`), or why none."""
+    for t in candidates(trials, budget, objective, exclude):
+        if t.fits(budget):
+            return Pick(budget, t)
+    return Pick(budget, None, _no_fit_reason(trials, budget, objective, exclude))
 
 
 def pick(
     trials: Sequence[TrialRecord], budgets: tuple[float, ...], objective: Objective
 ) -> list[Pick]:
-    """For each budget, the best Pareto-optimal trial whose p50 fits.
+    """For each budget, the best trial whose latency interval lies within it.
 
-    The best trial under a budget is always on the feasible front, so looking
-    only at the front loses nothing. Ties go to the faster trial.
+    A trial fits when the upper bound of its p50's interval (of its confirmation,
+    when it was timed again near the budget) is within the budget: a pick keeps
+    its promise with the margin its own measurement says it needs.
 
     Args:
         trials: All complete trials (see :func:`trials`).
@@ -33,24 +77,26 @@ def pick(
     Returns:
         One :class:`Pick` per budget, in the order given.
     """
-    front = [t for t in trials if t.on_front and t.feasible]
-    picks = []
-    for budget in budgets:
-        fitting = [t for t in front if t.latency_ms <= budget]
-        if not fitting:
-            picks.append(Pick(budget, None, _no_fit_reason(trials, budget)))
-            continue
-        best = min(fitting, key=lambda t: (objective.sort_key(t.value), t.latency_ms))
-        picks.append(Pick(budget, best))
-    return picks
+    return [pick_one(trials, budget, objective) for budget in budgets]
 
 
-def _no_fit_reason(trials: Sequence[TrialRecord], budget: float) -> str:
+def _no_fit_reason(
+    trials: Sequence[TrialRecord], budget: float, objective: Objective, exclude: Collection[int]
+) -> str:
+    label = format_budget(budget)
     if not trials:
-        return f"no trial has finished yet, so nothing is known to fit {format_budget(budget)}"
-    fastest = min(trials, key=lambda t: t.latency_ms)
+        return f"no trial has finished yet, so nothing is known to fit {label}"
+    near = candidates(trials, budget, objective, exclude)
+    if near:
+        t = near[0]
+        return (
+            f"no architecture fits {label} with margin: the best at p50 within it "
+            f"(trial {t.number}, {t.arch.id}, p50 {t.timing.p50_ms:.2f} ms) may take up to "
+            f"{t.timing.upper_ms:.2f} ms; raise the budget a little"
+        )
+    fastest = min(trials, key=lambda t: t.timing.p50_ms)
     return (
-        f"no architecture found runs within {format_budget(budget)}: the fastest measured "
-        f"(trial {fastest.number}, {fastest.arch.id}) takes {fastest.latency_ms:.2f} ms; "
+        f"no architecture found runs within {label}: the fastest measured "
+        f"(trial {fastest.number}, {fastest.arch.id}) takes {fastest.timing.p50_ms:.2f} ms; "
         "raise the budget or widen the search space towards smaller students"
     )

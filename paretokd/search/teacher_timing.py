@@ -1,18 +1,16 @@
-"""The teacher's latency: measured once per study, re-timed beside the finals; the drift guard."""
+"""The teacher's latency: calibrated once per study (the scale of its figures); the drift guard."""
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from paretokd import latency
 from paretokd.records import LatencyStats
-from paretokd.search.context import Context
+from paretokd.search.context import Context, anchor_onnx, calibrate_anchor
 
 log = logging.getLogger(__name__)
 
@@ -21,50 +19,36 @@ TEACHER_LATENCY_ATTR = "teacher_latency"
 """Study user attribute: the teacher's :class:`LatencyStats` at the study's start."""
 
 
-def measure_teacher(study: optuna.Study, ctx: Context) -> LatencyStats:
-    """The teacher's latency under the study's setup, measured once and stored in the study."""
-    stored = study.user_attrs.get(TEACHER_LATENCY_ATTR)
-    if stored is not None:
-        return LatencyStats.from_json(stored)
-    # Kept in the workdir: the drift guard re-times this very graph.
-    stats = latency.measure(_teacher_onnx(ctx), ctx.spec.latency, ctx.teacher.config.vocab_size)
-    study.set_user_attr(TEACHER_LATENCY_ATTR, stats.to_json())
-    return stats
+def calibrate(study: optuna.Study, ctx: Context) -> LatencyStats:
+    """The teacher's own latency, timed with care once per study and stored in it.
 
-
-def retime_teacher(ctx: Context) -> LatencyStats:
-    """The teacher timed again now, e.g. side by side with the final students.
-
-    A CPU that has been training for minutes runs inference measurably slower
-    (up to +12% seen here) than the fresh one the study's first measurement
-    saw; speed-ups of final students are honest only against a teacher timed
-    in the same state.
+    It is the scale of every figure of the study (``latency.paired``): a
+    candidate's latency is its ratio to the teacher, timed side by side, times
+    this. Sets ``ctx.anchor_ms``; a worker or a rerun reads the stored figure.
     """
-    with tempfile.TemporaryDirectory(prefix="paretokd-teacher-") as tmp:
-        names = ctx.teacher.tokenizer.model_input_names
-        path = Path(tmp) / "teacher.onnx"
-        return latency.measure_model(ctx.teacher.model, names, ctx.spec.latency, path)
+    stored = study.user_attrs.get(TEACHER_LATENCY_ATTR)
+    if stored is None:
+        stats = calibrate_anchor(ctx)
+        study.set_user_attr(TEACHER_LATENCY_ATTR, stats.to_json())
+        return stats
+    stats = LatencyStats.from_json(stored)
+    ctx.anchor_ms = stats.p50_ms
+    return stats
 
 
 DRIFT_EVERY = 8
 """The drift guard re-times the teacher after every this many complete trials of a run."""
 
 
-def _teacher_onnx(ctx: Context) -> Path:
-    path = ctx.workdir / "teacher.onnx"
-    if not path.exists():
-        names = ctx.teacher.tokenizer.model_input_names
-        latency.export_onnx(ctx.teacher.model, names, path, ctx.spec.latency)
-    return path
-
-
 def check_drift(study: optuna.Study, ctx: Context, trial: int | None = None) -> bool:
     """Re-time the teacher and compare with the p50 the study stored for it.
 
     A change beyond :data:`paretokd.latency.DRIFT_THRESHOLD` means the machine
-    is not running at the speed the study's earlier latencies were measured at
-    (other load, thermal or frequency changes): it is logged as a warning and
-    appended to the study's ``latency_drift`` user attribute.
+    is not running at the speed it had when the study was calibrated (other
+    load, thermal or frequency changes). Figures stay comparable, since every
+    candidate is timed paired with the teacher, but the raw milliseconds of the
+    moment would not be: it is logged and appended to the study's
+    ``latency_drift`` user attribute.
 
     Returns:
         Whether the machine drifted.
@@ -74,14 +58,14 @@ def check_drift(study: optuna.Study, ctx: Context, trial: int | None = None) -> 
         return False
     baseline = LatencyStats.from_json(stored).p50_ms
     check = latency.check_drift(
-        _teacher_onnx(ctx), ctx.spec.latency, baseline, ctx.teacher.config.vocab_size
+        anchor_onnx(ctx), ctx.spec.latency, baseline, ctx.teacher.config.vocab_size
     )
     if not check.drifted:
         log.debug("drift guard: teacher p50 %.2f ms (study: %.2f ms)", check.p50_ms, baseline)
         return False
     log.warning(
-        "latency drift: the teacher now runs at p50 %.2f ms, %+.0f%% from the %.2f ms this "
-        "study stored; latencies measured now may not be comparable with earlier ones",
+        "latency drift: the teacher now runs at p50 %.2f ms, %+.0f%% from the %.2f ms the "
+        "study was calibrated at; figures stay on the study's scale (timed paired with it)",
         check.p50_ms,
         100 * (check.ratio - 1),
         baseline,

@@ -1,0 +1,131 @@
+"""A budget is a promise: paired timing, confirmation, the shipped check and its fallback."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from paretokd import finals
+from paretokd.cli import STRICT_EXIT, main
+from paretokd.latency.paired import Paired, quiet_rounds
+from paretokd.latency.protocol import summarise
+from paretokd.records import LatencyStats, RunRecord
+from paretokd.search.context import Context, time_onnx
+
+time_final = finals.time_final
+
+
+def _paired(cand: list[list[float]], anch: list[list[float]], kept: list[int]) -> Paired:
+    return Paired(
+        tuple(tuple(b) for b in cand),
+        tuple(tuple(b) for b in anch),
+        tuple(kept),
+        summarise([t for i in kept for t in cand[i]]),
+        summarise([t for i in kept for t in anch[i]]),
+    )
+
+
+def test_the_paired_ratio_is_the_pooled_medians_ratio_on_the_studys_scale() -> None:
+    cand = [[2.0, 2.1, 1.9], [2.0, 2.2, 2.0], [2.1, 2.0, 1.9]]
+    anch = [[10.0, 10.2, 9.8], [10.0, 10.1, 9.9], [9.9, 10.0, 10.1]]
+    p = _paired(cand, anch, [0, 1, 2])
+    assert p.ratio == pytest.approx(2.0 / 10.0)
+    lo, hi = p.ratio_ci
+    assert lo <= p.ratio <= hi
+    stats = p.stats(anchor_ms=30.0)  # the teacher's calibrated p50
+    assert stats.p50_ms == pytest.approx(6.0)
+    assert stats.ci_ms == pytest.approx((lo * 30.0, hi * 30.0))
+    assert stats.raw_p50_ms == pytest.approx(2.0) and stats.anchor_p50_ms == pytest.approx(10.0)
+    assert stats.rounds == 3 and stats.ratio == pytest.approx(0.2)
+
+
+def test_a_machine_that_changed_state_gives_the_same_figure() -> None:
+    cand = [[2.0, 2.1, 1.9], [2.0, 2.2, 2.0], [2.1, 2.0, 1.9]]
+    anch = [[10.0, 10.2, 9.8], [10.0, 10.1, 9.9], [9.9, 10.0, 10.1]]
+    calm = _paired(cand, anch, [0, 1, 2]).stats(30.0)
+    # An hour later the whole machine runs 35% slower: both models slow alike.
+    slow = [[t * 1.35 for t in b] for b in cand], [[t * 1.35 for t in b] for b in anch]
+    hot = _paired(*slow, [0, 1, 2]).stats(30.0)
+    assert hot.p50_ms == pytest.approx(calm.p50_ms)
+    assert hot.raw_p50_ms == pytest.approx(calm.raw_p50_ms * 1.35)
+
+
+def test_a_round_slowed_by_a_neighbour_does_not_count() -> None:
+    cand = [[2.0] * 5, [2.0] * 5, [2.6] * 5, [2.0] * 5]  # round 2: a busy neighbour
+    anch = [[10.0] * 5, [10.0] * 5, [10.0] * 5, [10.0] * 5]
+    assert quiet_rounds(cand, anch, 0.03) == [0, 1, 3]
+    assert quiet_rounds(cand, anch, None) == [0, 1, 2, 3]
+    # When most rounds are disturbed, the quietest half counts.
+    noisy = [[2.0] * 5, [2.5] * 5, [2.6] * 5, [2.7] * 5]
+    assert quiet_rounds(noisy, anch, 0.03) == [0, 1]
+
+
+def _over_budget(path: Path, ctx: Context) -> LatencyStats:
+    """A shipped-graph timer that reads every student far over any budget of the tests."""
+    real = time_onnx(path, ctx, ctx.spec.latency.confirm_rounds)
+    return replace(real, p50_ms=999.0, ci_ms=(990.0, 1010.0))
+
+
+@pytest.fixture()
+def tiny_args(tiny_teacher_dir: Path, corpus_file: Path, tiny_spec_file: Path) -> list[str]:
+    return [
+        "run",
+        "--study",
+        str(tiny_spec_file),
+        "--teacher",
+        str(tiny_teacher_dir),
+        "--data",
+        str(corpus_file),
+        "--budgets",
+        "50ms",
+        "--quiet",
+    ]
+
+
+def test_a_student_over_budget_falls_back_to_the_next_candidate_that_fits(
+    tiny_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    calls: list[Path] = []
+
+    def timer(path: Path, ctx: Context) -> LatencyStats:
+        # The first student shipped reads over budget twice: when it is exported and
+        # when it is timed again.
+        calls.append(path)
+        return _over_budget(path, ctx) if len(calls) <= 2 else time_final(path, ctx)
+
+    monkeypatch.setattr(finals, "time_final", timer)
+    result = CliRunner().invoke(main, [*tiny_args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rec = RunRecord.read(out / "recommendations.json")
+    (pick,) = rec.picks
+    assert pick.trial is not None and pick.fallback is not None
+    assert "over 50ms when timed twice" in pick.fallback
+    final = rec.final_of(pick)
+    assert final is not None and final.within_budget and final.trial == pick.trial.number
+    assert "fallback:" in result.output
+    assert "WARNING" not in result.output
+
+
+def test_a_budget_no_candidate_keeps_is_loud_and_fails_under_strict(
+    tiny_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(finals, "time_final", _over_budget)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [*tiny_args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: budget 50ms is not kept" in result.output
+    rec = RunRecord.read(out / "recommendations.json")
+    (pick,) = rec.picks
+    assert pick.trial is None and pick.reason is not None
+    assert pick.reason.startswith("budget 50ms cannot be kept")
+    assert pick.reason.count("when timed twice") == finals.MAX_FALLBACKS + 1
+    assert not (out / "students" / "50ms").exists()  # no broken promise is shipped
+    assert "is not kept" in (out / "report.html").read_text()
+    # The same under --strict ends with its own status.
+    strict = CliRunner().invoke(main, [*tiny_args, "--out", str(tmp_path / "s"), "--strict"])
+    assert strict.exit_code == STRICT_EXIT, strict.output
+    assert "WARNING: budget 50ms is not kept" in strict.output
