@@ -464,8 +464,8 @@ def test_figures_have_stable_ids_titles_and_captions() -> None:
 
 
 def test_reference_points_are_the_teacher_and_the_hand_crafted_student() -> None:
-    # The teacher is drawn at its search latency, as the trials were, not the re-timed one.
-    teacher = TeacherRecord("tiny", "hub", 22_700_000, _latency(39.1), _latency(35.0))
+    # The teacher is drawn at its calibrated latency: the scale of every trial's figure.
+    teacher = TeacherRecord("tiny", "hub", 22_700_000, _latency(39.1))
     hand = ReferenceStudent(Arch(3, 256, 4, 1024), 4, _latency(12.0), proxy_loss=0.45, name="hand")
     assert comparison_points(_run(teacher=teacher)) == [TEACHER]
     loss_run = _run(teacher=teacher, reference=hand)
