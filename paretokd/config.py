@@ -204,7 +204,7 @@ class LatencySpec:
     """Untimed runs before any timing; more follow until the timings have settled."""
     settle_tolerance: float = 0.02
     """Warm-up goes on until two consecutive blocks' medians agree within this fraction."""
-    rounds: int = 8
+    rounds: int = 12
     """Paired timing of a candidate: rounds of one candidate and one teacher block."""
     confirm_rounds: int = 24
     """Rounds when a candidate near a budget, or a shipped student, is timed again."""

@@ -62,7 +62,7 @@ class ReferenceStudent:
 
 @dataclass(frozen=True)
 class TeacherRecord:
-    """The teacher: what it is, and its latency at the search and beside the finals."""
+    """The teacher: what it is, and its calibrated latency (the scale of the study's figures)."""
 
     name: str
     source: str

@@ -102,7 +102,7 @@ def picks_table(
 def evaluation_table(run: RunRecord) -> Table | None:
     """Every scored model on the run's evaluation set; None when the run has none.
 
-    Rows: the teacher (100%, its p50 beside the finals, speed-up 1), the
+    Rows: the teacher (100%, its calibrated p50, speed-up 1), the
     hand-crafted reference when scored, then each pick's final student with a score.
     """
     ev = run.evaluation
