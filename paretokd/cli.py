@@ -194,6 +194,12 @@ def _print_run(result: Any) -> None:
             f"reference {ref.name} ({ref.arch.id}): {ref.params / 1e6:.1f}M params, "
             f"p50 {ref.latency.p50_ms:.2f} ms, proxy loss {ref.proxy_loss:.4f}"
         )
+    qt = run.quantized_teacher
+    if qt is not None:
+        click.echo(
+            f"{qt.name}: p50 {qt.latency.p50_ms:.2f} ms "
+            f"({run.teacher.speedup(qt.latency.p50_ms):.1f}x), proxy loss {qt.proxy_loss:.4f}"
+        )
     click.echo(report.render_console(report.picks_table(run.picks, run.objective, run)))
     evaluation = report.evaluation_table(run)
     if evaluation is not None:

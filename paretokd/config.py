@@ -177,6 +177,9 @@ class SpaceSpec:
     hidden_size: tuple[int, ...] = (96, 192, 288, 384)
     num_heads: tuple[int, ...] = (3, 6, 12)
     intermediate_size: tuple[int, ...] = (256, 512, 768, 1024, 1536)
+    precision: tuple[Literal["fp32", "int8", "fp16"], ...] = ("fp32", "int8")
+    """What a student may ship as: ``int8`` is ONNX Runtime's dynamic quantisation (CPU);
+    with ``latency.device: cuda`` it stands for ``fp16``, the half-precision graph."""
 
 
 @dataclass(frozen=True)
@@ -430,8 +433,24 @@ def validate(spec: StudySpec) -> StudySpec:
             "space: every hidden_size must be divisible by every num_heads "
             f"(not so for {pairs}); e.g. use multiples of 64 with heads 2, 4 or 8"
         )
+    spec = _validate_precision(spec)
     _validate_task(spec)
     return spec
+
+
+def _validate_precision(spec: StudySpec) -> StudySpec:
+    """The space's precisions, with ``int8`` read as ``fp16`` on a GPU (its reduced precision)."""
+    allowed = ("fp32", "fp16") if spec.latency.device == "cuda" else ("fp32", "int8")
+    wanted = tuple(
+        "fp16" if p == "int8" and spec.latency.device == "cuda" else p for p in spec.space.precision
+    )
+    bad = [p for p in wanted if p not in allowed]
+    if not wanted or bad or len(set(wanted)) != len(wanted):
+        raise ParetokdError(
+            f"space.precision must list distinct values of {', '.join(allowed)} on "
+            f"latency.device {spec.latency.device}, got {list(spec.space.precision)}"
+        )
+    return dataclasses.replace(spec, space=dataclasses.replace(spec.space, precision=wanted))
 
 
 _CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews")

@@ -49,7 +49,8 @@ def measure_target(
                 f"architecture {target!r} is not valid: {exc}; write e.g. "
                 '\'{"num_layers":3,"hidden_size":256,"num_heads":4,"intermediate_size":512}\''
             ) from None
-        if min(arch.to_dict().values()) < 1 or arch.hidden_size % arch.num_heads:
+        sizes = (arch.num_layers, arch.hidden_size, arch.num_heads, arch.intermediate_size)
+        if min(sizes) < 1 or arch.hidden_size % arch.num_heads:
             raise ParetokdError(
                 f"architecture {arch.id}: sizes must be positive and hidden_size divisible "
                 "by num_heads"

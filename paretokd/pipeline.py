@@ -24,9 +24,11 @@ from paretokd.config import StudySpec
 from paretokd.distill import scoring
 from paretokd.errors import ParetokdError
 from paretokd.finals import ProgressFactory
+from paretokd.latency.graph import GraphModel
 from paretokd.models import data
 from paretokd.models import teacher as teacher_mod
 from paretokd.records import (
+    FP32,
     Evaluation,
     FinalStudent,
     Fingerprint,
@@ -109,6 +111,7 @@ class Searched:
     ctx: context.Context
     teacher_latency: LatencyStats
     reference: ReferenceStudent
+    quantized_teacher: ReferenceStudent
     result: loop.SearchResult
     trials: list[TrialRecord]
     """Every complete trial, with the confirmations of the candidates near a budget."""
@@ -178,6 +181,7 @@ def run(
         finals=tuple(students),
         evaluation=evaluation,
         search=loop.spend(searched.study),
+        quantized_teacher=searched.quantized_teacher,
     )
     record.write(setup.where.recommendations)
     report_path = write_report(searched.study, trials, record, setup.where.out_dir)
@@ -258,6 +262,13 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
             ref.proxy_loss,
         )
         reference.enqueue(study, ctx)
+        quantized = reference.measure_quantized_teacher(study, ctx)
+        log.info(
+            "%s: p50 %.2f ms, proxy loss %.4f",
+            quantized.name,
+            quantized.latency.p50_ms,
+            quantized.proxy_loss,
+        )
         result = loop.run(study, ctx, show_progress=show_progress, torch_threads=threads)
     except BaseException:
         clean_workdir(workdir)  # otherwise the run removes it after the finals (the anchor)
@@ -281,7 +292,7 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
     )
     trials = recommend.trials(study)
     confirmed = confirm.confirm(study, ctx, trials, spec.budgets, setup.objective)
-    return Searched(study, ctx, teacher_stats, ref, result, confirmed)
+    return Searched(study, ctx, teacher_stats, ref, quantized, result, confirmed)
 
 
 def evaluate(
@@ -308,7 +319,9 @@ def evaluate(
     )
     scored = []
     for f in finals:
-        f = replace(f, score=scoring.score(models[f.folder], tok, evalset, spec).value)
+        # What ships is scored: the int8 (or fp16) graph in ONNX Runtime, else the model.
+        model = models[f.folder] if f.arch.precision == FP32 else GraphModel(f.onnx, spec.latency)
+        f = replace(f, score=scoring.score(model, tok, evalset, spec).value)
         log.info(
             "evaluation: %s %s %.4f (%.1f%% of the teacher) at %.2f ms (%.1fx)",
             f.folder,

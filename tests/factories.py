@@ -7,6 +7,7 @@ from paretokd.records import Fingerprint, LatencyStats
 FINGERPRINT = Fingerprint(
     device="cpu",
     hardware="test CPU",
+    instruction_sets="avx2",
     cores=1,
     provider="CPUExecutionProvider",
     onnxruntime="1.0",

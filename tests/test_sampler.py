@@ -12,7 +12,11 @@ from paretokd.search import sampler, space
 
 # 2 x 2 x 2 x 2 = 16 architectures: small enough to exhaust.
 SMALL = SpaceSpec(
-    num_layers=(2, 3), hidden_size=(32, 64), num_heads=(2, 4), intermediate_size=(64, 128)
+    num_layers=(2, 3),
+    hidden_size=(32, 64),
+    num_heads=(2, 4),
+    intermediate_size=(64, 128),
+    precision=("fp32",),
 )
 SIZE = 16
 

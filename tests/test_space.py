@@ -17,12 +17,15 @@ SMALL = SpaceSpec(
 )
 
 
-def _params(layers: int, hidden: int, heads: int, ffn: int) -> dict[str, int]:
+def _params(
+    layers: int, hidden: int, heads: int, ffn: int, precision: str = "fp32"
+) -> dict[str, int | str]:
     return {
         "num_layers": layers,
         "hidden_size": hidden,
         "num_heads": heads,
         "intermediate_size": ffn,
+        "precision": precision,
     }
 
 
@@ -48,12 +51,17 @@ def test_arch_dict_round_trip() -> None:
 
 
 def test_arch_from_dict_takes_stored_values() -> None:
-    # Stored params may come back as floats (JSON) and carry extra keys.
+    # Stored params may come back as floats (JSON), carry extra keys, and, from
+    # studies made before precisions existed, no precision (fp32).
     raw = {**_params(2, 64, 4, 128), "extra": "ignored"}
-    raw["num_layers"] = 2.0  # type: ignore[assignment]
+    raw["num_layers"] = 2.0
+    del raw["precision"]
     arch = Arch.from_dict(raw)
     assert arch == Arch(2, 64, 4, 128)
     assert isinstance(arch.num_layers, int)
+    int8 = Arch.from_dict(_params(2, 64, 4, 128, "int8"))
+    assert int8.id == "L2-H64-A4-F128-int8" and int8.sizes == arch
+    assert int8.graph_file == "model.int8.onnx" and arch.graph_file == "model.onnx"
 
 
 def test_arch_is_hashable_and_frozen() -> None:
@@ -75,7 +83,7 @@ def test_arch_is_hashable_and_frozen() -> None:
         (SMALL, _params(4, 32, 2, 128)),
     ],
 )
-def test_suggest_replays_a_fixed_trial(space: SpaceSpec, params: dict[str, int]) -> None:
+def test_suggest_replays_a_fixed_trial(space: SpaceSpec, params: dict[str, int | str]) -> None:
     arch = suggest(optuna.trial.FixedTrial(params), space)
     assert arch == Arch.from_dict(params)
 
@@ -130,6 +138,7 @@ def test_sampled_archs_are_buildable_and_inside_the_space(space: SpaceSpec, seed
     assert {a.hidden_size for a in archs} == set(space.hidden_size)
     assert {a.num_heads for a in archs} == set(space.num_heads)
     assert {a.intermediate_size for a in archs} == set(space.intermediate_size)
+    assert {a.precision for a in archs} == set(space.precision)
 
 
 def test_sampling_is_seeded() -> None:

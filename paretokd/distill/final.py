@@ -19,9 +19,10 @@ from paretokd.distill import recipe
 from paretokd.distill.recipe import Slicing
 from paretokd.distill.targets import TeacherTargets, make_batches
 from paretokd.files import write_text
+from paretokd.latency.graph import GraphModel, reduce_precision
 from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
-from paretokd.records import Arch, FinalStudent, Fingerprint, LatencyStats
+from paretokd.records import FP32, Arch, FinalStudent, Fingerprint, LatencyStats
 
 log = logging.getLogger(__name__)
 
@@ -153,20 +154,24 @@ def distill_and_export(
     model.save_pretrained(partial)
     teacher.tokenizer.save_pretrained(partial)
     # Exported exactly as the search timed it (same attention form and fusions).
-    onnx_path = latency.export_onnx(
+    fp32 = latency.export_onnx(
         model, teacher.tokenizer.model_input_names, partial / "model.onnx", spec.latency
     )
-    diff = latency.parity(model, onnx_path, proxy_eval.batches[0], spec.latency)
+    diff = latency.parity(model, fp32, proxy_eval.batches[0], spec.latency)
     if diff > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export of {job.arch.id} differs from PyTorch by {diff:.2e}")
-    stats = time_graph(onnx_path)
+    shipped = reduce_precision(fp32, job.arch.precision)
+    loss = done.loss
+    if job.arch.precision != FP32:  # scored as it ships, like the search scored it
+        loss = recipe.graph_loss(GraphModel(shipped, spec.latency), done, proxy_eval, spec)
+    stats = time_graph(shipped)
     _write_latency(partial, stats, fingerprint)
     final = FinalStudent(
         folder=job.folder,
         arch=job.arch,
         budget_ms=job.budget_ms,
         trial=job.trial,
-        loss=done.loss,
+        loss=loss,
         latency=stats,
         parity_max_abs_diff=diff,
         steps=done.result.steps,

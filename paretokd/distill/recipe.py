@@ -15,7 +15,8 @@ from transformers import PreTrainedModel
 from paretokd.config import StudySpec
 from paretokd.distill.losses import Projections
 from paretokd.distill.targets import TeacherTargets
-from paretokd.distill.train import DistillResult, evaluate, train
+from paretokd.distill.train import DistillResult, evaluate, evaluate_outputs, train
+from paretokd.latency.graph import GraphModel
 from paretokd.models import student
 from paretokd.records import Arch
 
@@ -69,6 +70,8 @@ class Distilled:
     result: DistillResult
     loss: float
     """Held-out distillation loss (0 = the teacher's outputs, 1 = explains nothing)."""
+    projections: Projections
+    """The learned maps into the teacher's width (the loss reads the last one)."""
 
 
 def distill_and_score(
@@ -82,4 +85,14 @@ def distill_and_score(
 ) -> Distilled:
     """:func:`distill` then the held-out loss on ``held_out`` (the proxy eval split)."""
     result, proj = distill(model, train_targets, spec, slicing, steps, progress)
-    return Distilled(model, result, evaluate(model, proj, held_out, spec.task))
+    return Distilled(model, result, evaluate(model, proj, held_out, spec.task), proj)
+
+
+def graph_loss(
+    graph: GraphModel, done: Distilled, held_out: TeacherTargets, spec: StudySpec
+) -> float:
+    """The held-out loss of an exported graph of ``done`` (e.g. its int8 graph), as shipped.
+
+    The same formula as :attr:`Distilled.loss`, on the graph's own outputs in ONNX Runtime.
+    """
+    return evaluate_outputs(lambda b: graph(**b)[0], done.projections, held_out, spec.task)

@@ -22,6 +22,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from paretokd import distill, metrics
 from paretokd.config import Metric, StudySpec
 from paretokd.errors import ParetokdError
+from paretokd.latency.graph import GraphModel
 from paretokd.models import data
 from paretokd.models.data import Text
 from paretokd.models.teacher import Teacher
@@ -72,7 +73,7 @@ def _in_text_order(values: Tensor, order: list[int]) -> Tensor:
 
 @torch.no_grad()
 def embed(
-    model: PreTrainedModel,
+    model: PreTrainedModel | GraphModel,
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     max_length: int,
@@ -89,7 +90,7 @@ def embed(
 
 
 def score(
-    model: PreTrainedModel,
+    model: PreTrainedModel | GraphModel,
     tokenizer: PreTrainedTokenizerBase,
     evalset: EvalSet,
     spec: StudySpec,

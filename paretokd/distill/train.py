@@ -20,6 +20,7 @@ from paretokd.distill.losses import (
     squared_sums,
 )
 from paretokd.distill.targets import Target, TeacherTargets
+from paretokd.latency.graph import GraphModel
 from paretokd.records import UNTRAINED_LOSS
 
 Batch = dict[str, Tensor]
@@ -131,6 +132,28 @@ def evaluate(
     :data:`UNTRAINED_LOSS`.
     """
     student.eval()
+
+    def last(batch: Batch) -> Tensor:
+        states, logits = _forward(student, batch)
+        return states[-1] if task.kind == "agnostic" else logits  # type: ignore[return-value]
+
+    return _held_out(last, proj, targets, task)
+
+
+@torch.no_grad()
+def evaluate_outputs(
+    outputs: Callable[[Batch], Tensor], proj: Projections, targets: TeacherTargets, task: TaskSpec
+) -> float:
+    """:func:`evaluate` on another runtime's outputs, e.g. an exported (int8) graph's.
+
+    ``outputs(batch)`` is the model's first output: the last hidden states, or the logits.
+    """
+    return _held_out(lambda batch: outputs(batch).float(), proj, targets, task)
+
+
+def _held_out(
+    last: Callable[[Batch], Tensor], proj: Projections, targets: TeacherTargets, task: TaskSpec
+) -> float:
     baseline = torch.zeros(())
     if task.kind == "regression":
         outputs = [targets[i].logits for i in range(len(targets))]
@@ -138,12 +161,12 @@ def evaluate(
     err = ref = 0.0
     for index in range(len(targets)):
         batch, target = targets.batches[index], targets[index]
-        states, logits = _forward(student, batch)
+        out = last(batch)
         if task.kind == "agnostic":
-            e, r = squared_sums(proj(states)[-1], target.states[-1], batch["attention_mask"])
+            e, r = squared_sums(proj.maps[-1](out), target.states[-1], batch["attention_mask"])
         else:
-            assert logits is not None and target.logits is not None
-            e, r = logit_loss_sums(logits, target.logits, task.kind, baseline)
+            assert target.logits is not None
+            e, r = logit_loss_sums(out, target.logits, task.kind, baseline)
         err += float(e)
         ref += float(r)
     value = err / max(ref, 1e-12)
@@ -151,7 +174,7 @@ def evaluate(
 
 
 @torch.no_grad()
-def predict(model: PreTrainedModel, batches: Sequence[Batch]) -> Tensor:
+def predict(model: PreTrainedModel | GraphModel, batches: Sequence[Batch]) -> Tensor:
     """The head's outputs on ``batches``, concatenated in batch order (fp32)."""
     model.eval()
     return torch.cat([model(**batch).logits.float() for batch in batches])

@@ -38,6 +38,21 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+INSTRUCTION_SETS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+"""CPU features that decide how fast int8 (VNNI, AMX) and fp32 (AVX) inference runs."""
+
+
+def _instruction_sets() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in INSTRUCTION_SETS if f in flags)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _gpu_name() -> str:
     # onnxruntime-gpu works with the CPU build of torch, so torch may not see the GPU.
     import torch
@@ -113,6 +128,7 @@ def fingerprint(spec: LatencySpec) -> Fingerprint:
     return Fingerprint(
         device=spec.device,
         hardware=_gpu_name() if spec.device == "cuda" else _cpu_name(),
+        instruction_sets=_instruction_sets(),
         cores=os.cpu_count() or 1,
         provider=PROVIDERS[spec.device],
         onnxruntime=ort.__version__,

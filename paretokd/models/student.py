@@ -59,7 +59,8 @@ def sizes(config: PretrainedConfig) -> Arch:
             f"cannot size a {config.model_type!r} model: its config has no {', '.join(missing)}; "
             f"students build from {', '.join(FAMILIES)} encoders"
         )
-    return Arch(*(int(getattr(config, name)) for name in names))
+    n, h, a, f = (int(getattr(config, name)) for name in names)
+    return Arch(n, h, a, f)
 
 
 def with_sizes(config: PretrainedConfig, arch: Arch) -> PretrainedConfig:

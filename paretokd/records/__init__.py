@@ -13,6 +13,7 @@ beyond the standard one, so every layer can use it.
 """
 
 from paretokd.records.measures import (
+    FP32,
     LOSS,
     METRIC_IDEAL,
     UNTRAINED_LOSS,
@@ -35,6 +36,7 @@ from paretokd.records.trial import CONSTRAINT, Attr, Pick, TrialRecord
 
 __all__ = [
     "CONSTRAINT",
+    "FP32",
     "LOSS",
     "METRIC_IDEAL",
     "REFERENCE_FOLDER",

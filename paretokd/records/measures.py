@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from paretokd.errors import ParetokdError
@@ -18,29 +18,56 @@ METRIC_IDEAL = 1.0
 
 _ARCH_FIELDS = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
 
+FP32 = "fp32"
+"""The precision a model is trained in; ``int8`` (CPU) and ``fp16`` (GPU) are what may ship."""
+
+
+def graph_name(stem: str, precision: str) -> str:
+    """The file name of a graph in ``precision``: ``model.onnx``, ``model.int8.onnx``."""
+    return f"{stem}.onnx" if precision == FP32 else f"{stem}.{precision}.onnx"
+
 
 @dataclass(frozen=True)
 class Arch:
-    """One student architecture. Latency depends on this alone, not on weights."""
+    """One student as it ships: its sizes and the precision of its graph.
+
+    Latency depends on this alone, not on weights. Training always happens in
+    fp32; an ``int8`` student ships ONNX Runtime's dynamically quantised graph,
+    an ``fp16`` one its half-precision graph (GPU).
+    """
 
     num_layers: int
     hidden_size: int
     num_heads: int
     intermediate_size: int
+    precision: str = FP32
 
     @property
     def id(self) -> str:
         """A stable, readable id, used as a cache key and in file names."""
-        return f"L{self.num_layers}-H{self.hidden_size}-A{self.num_heads}-F{self.intermediate_size}"
+        n, h, a, f = self.num_layers, self.hidden_size, self.num_heads, self.intermediate_size
+        sizes = f"L{n}-H{h}-A{a}-F{f}"
+        return sizes if self.precision == FP32 else f"{sizes}-{self.precision}"
 
-    def to_dict(self) -> dict[str, int]:
+    @property
+    def graph_file(self) -> str:
+        """The file its shipped graph is written to: ``model.onnx`` or ``model.int8.onnx``."""
+        return graph_name("model", self.precision)
+
+    @property
+    def sizes(self) -> Arch:
+        """The same sizes in fp32: the model that is built and trained."""
+        return replace(self, precision=FP32)
+
+    def to_dict(self) -> dict[str, Any]:
         """The architecture as plain JSON-ready values (also a trial's parameters)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Arch:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{k: int(raw[k]) for k in _ARCH_FIELDS})
+        """Inverse of :meth:`to_dict`; a record without a precision is fp32."""
+        sizes = {k: int(raw[k]) for k in _ARCH_FIELDS}
+        return cls(**sizes, precision=str(raw.get("precision", FP32)))
 
 
 # --- objective 1 ------------------------------------------------------------------------
@@ -183,6 +210,8 @@ class Fingerprint:
     device: str
     hardware: str
     """The CPU model, or the GPU name with ``device: cuda``."""
+    instruction_sets: str
+    """The CPU's features that matter to int8 and fp32 speed (VNNI, AMX, AVX-512, AVX2)."""
     cores: int
     provider: str
     onnxruntime: str

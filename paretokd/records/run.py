@@ -129,8 +129,8 @@ class FinalStudent:
 
     @property
     def onnx(self) -> Path:
-        """The exported graph that was timed."""
-        return self.dir / "model.onnx"
+        """The graph that ships, was timed and scored (``model.int8.onnx`` for an int8 student)."""
+        return self.dir / self.arch.graph_file
 
     @property
     def within_budget(self) -> bool | None:
@@ -267,6 +267,8 @@ class RunRecord:
     """The final students, the reference's included when it was distilled."""
     evaluation: Evaluation | None = None
     search: SearchSpend | None = None
+    quantized_teacher: ReferenceStudent | None = None
+    """The teacher itself in int8 (fp16 on a GPU), timed and scored like a candidate."""
 
     def final(self, folder: str) -> FinalStudent | None:
         """The final student in ``students/<folder>`` (a budget or ``reference``), if any."""
@@ -284,6 +286,20 @@ class RunRecord:
     def speedup(self, final: FinalStudent) -> float:
         """``final``'s speed-up over the teacher, from their paired timing."""
         return self.teacher.speedup(final.latency.p50_ms)
+
+    def beaten_by_quantized_teacher(self, pick: Pick) -> bool:
+        """Whether the quantised teacher is as fast as ``pick`` and at least as good.
+
+        Such a pick is not worth distilling: the user can ship the quantised teacher.
+        """
+        qt, t = self.quantized_teacher, pick.trial
+        if qt is None or t is None:
+            return False
+        value = qt.value(self.objective)
+        if value is None:
+            return False
+        as_good = not self.objective.better(t.value, value)
+        return qt.latency.p50_ms <= t.timing.p50_ms and as_good
 
     def speedup_ci(self, final: FinalStudent) -> tuple[float, float] | None:
         """A 95% interval for :meth:`speedup` (from the timing's interval), if it has one."""
@@ -319,6 +335,7 @@ class RunRecord:
             "reference_final": self._final_json(ref_final, base) if ref_final else None,
             "evaluation": self.evaluation.to_json() if self.evaluation else None,
             "search": self.search.to_json() if self.search else None,
+            "quantized_teacher": qt.to_json() if (qt := self.quantized_teacher) else None,
             "picks": [self._pick_json(p, base) for p in self.picks],
         }
 
@@ -336,6 +353,7 @@ class RunRecord:
             **pick.to_json(),
             "final": self._final_json(done, base) if done else None,
             "final_vs_search": self.final_vs_search(pick),
+            "beaten_by_quantized_teacher": self.beaten_by_quantized_teacher(pick),
         }
 
     @classmethod
@@ -355,6 +373,7 @@ class RunRecord:
         if raw.get("reference_final"):
             finals.append(FinalStudent.from_json(raw["reference_final"], base))
         ref, ev, spent = raw.get("reference"), raw.get("evaluation"), raw.get("search")
+        qt = raw.get("quantized_teacher")
         return cls(
             study=str(raw["study"]),
             storage=str(raw["storage"]),
@@ -366,6 +385,7 @@ class RunRecord:
             finals=tuple(finals),
             evaluation=Evaluation.from_json(ev) if ev else None,
             search=SearchSpend.from_json(spent) if spent else None,
+            quantized_teacher=ReferenceStudent.from_json(qt) if qt else None,
         )
 
     def write(self, path: Path) -> Path:

@@ -117,19 +117,20 @@ class ReportFigure:
 
 
 def comparison_points(run: RunRecord) -> list[ComparisonPoint]:
-    """The models the figures compare the trials with: the teacher and the hand-crafted student.
+    """The models the figures compare the trials with: the teacher, the hand-crafted
+    student and the quantised teacher.
 
-    Both at the latency measured beside the search, as the trials were. The teacher
-    has no objective 1 (a vertical line); the hand-crafted student has its
+    All on the study's latency scale, as the trials are. The teacher has no
+    objective 1 (a vertical line); the others have their
     :meth:`~paretokd.records.ReferenceStudent.value`, or a line when that is None
-    (its proxy loss does not belong on a metric's axis).
+    (a proxy loss does not belong on a metric's axis).
     """
     teacher = run.teacher
     points = [ComparisonPoint("teacher", teacher.latency.p50_ms, None, teacher.params)]
-    ref = run.reference
-    if ref is not None:
-        value = ref.value(run.objective)
-        points.append(ComparisonPoint(ref.name, ref.latency.p50_ms, value, ref.params))
+    for ref in (run.reference, run.quantized_teacher):
+        if ref is not None:
+            value = ref.value(run.objective)
+            points.append(ComparisonPoint(ref.name, ref.latency.p50_ms, value, ref.params))
     return points
 
 

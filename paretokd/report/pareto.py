@@ -63,6 +63,9 @@ class ParetoInfo:
     (e.g. budgets far above every trial), which a linear axis squeezes into a corner."""
     objective: Objective = LOSS
     """Objective 1 (the ``y`` axis)."""
+    precision_fronts: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    """With students of several precisions: each precision's own front, (ms, value) by
+    latency, so the fp32 and int8 fronts can be compared; empty otherwise."""
 
     @property
     def n_trials(self) -> int:
@@ -119,7 +122,28 @@ def pareto_info(
         y_range=y_range,
         x_log=x_log,
         objective=objective,
+        precision_fronts=precision_fronts(feasible, objective),
     )
+
+
+def precision_fronts(
+    feasible: Sequence[TrialRecord], objective: Objective
+) -> tuple[tuple[str, tuple[tuple[float, float], ...]], ...]:
+    """Per precision (when there are several), the trials no faster one beats, by latency."""
+    precisions = sorted({t.arch.precision for t in feasible})
+    if len(precisions) < 2:
+        return ()
+    out = []
+    for precision in precisions:
+        front: list[tuple[float, float]] = []
+        for t in sorted(
+            (t for t in feasible if t.arch.precision == precision),
+            key=lambda t: (t.latency_ms, objective.sort_key(t.value)),
+        ):
+            if not front or objective.better(t.value, front[-1][1]):
+                front.append((t.latency_ms, t.value))
+        out.append((precision, tuple(front)))
+    return tuple(out)
 
 
 def pareto_figure(info: ParetoInfo) -> go.Figure:
@@ -132,6 +156,18 @@ def pareto_figure(info: ParetoInfo) -> go.Figure:
 
     fig = go.Figure()
     add_trial_traces(fig, (info.front, info.dominated, info.infeasible), step_front=True)
+    dashes = ("dot", "dash", "dashdot")  # fp16 / fp32 / int8, in sorted order
+    for (precision, points), dash in zip(info.precision_fronts, dashes, strict=False):
+        fig.add_trace(
+            go.Scatter(
+                x=[x for x, _ in points],
+                y=[y for _, y in points],
+                mode="lines",
+                name=f"front, {precision} students",
+                line={"shape": "hv", "dash": dash, "color": COLORS["front"], "width": 1},
+                hoverinfo="skip",
+            )
+        )
     for b in info.budgets:
         vline(fig, b.budget_ms, b.label, info.x_log, dash="dash", color=COLORS["budget"])
     add_picks(fig, info.picks, annotate=True, x_log=info.x_log)

@@ -96,6 +96,11 @@ def picks_table(
         rows.append(Row(tuple(cells)))
         if pk.fallback:
             rows.append(Row((Cell(""),), f"fallback: {pk.fallback}"))
+        if run is not None and run.beaten_by_quantized_teacher(pk):
+            qt = run.quantized_teacher
+            assert qt is not None
+            note = f"{qt.name} is as fast and at least as good: ship it instead of distilling"
+            rows.append(Row((Cell(""),), note))
     return Table("picks", tuple(head), tuple(rows))
 
 

@@ -72,7 +72,8 @@ def confirm(
 
 
 def _timed_again(study: optuna.Study, ctx: Context, trial: TrialRecord) -> TrialRecord:
-    stats = time_student(build_student(trial.arch, ctx), ctx, ctx.spec.latency.confirm_rounds)
+    model = build_student(trial.arch, ctx)
+    stats = time_student(model, ctx, trial.arch.precision, ctx.spec.latency.confirm_rounds)
     stored = dict(study.user_attrs.get(CONFIRMED_ATTR, {}))
     stored[str(trial.number)] = stats.to_json()
     study.set_user_attr(CONFIRMED_ATTR, stored)

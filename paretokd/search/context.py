@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel
 
 from paretokd import distill, latency
@@ -17,10 +18,11 @@ from paretokd.config import StudySpec
 from paretokd.distill import recipe, scoring
 from paretokd.distill.recipe import Distilled, Slicing
 from paretokd.latency import paired
+from paretokd.latency.graph import GraphModel, reduce_precision
 from paretokd.models import student
 from paretokd.models.data import Splits, Text
 from paretokd.models.teacher import Teacher
-from paretokd.records import Arch, Fingerprint, LatencyStats, Objective
+from paretokd.records import FP32, Arch, Fingerprint, LatencyStats, Objective
 from paretokd.search.storage import objective
 
 log = logging.getLogger(__name__)
@@ -87,12 +89,33 @@ def time_onnx(path: Path, ctx: Context, rounds: int | None = None) -> LatencySta
     return measured.stats(ctx.anchor_ms)
 
 
-def time_student(model: PreTrainedModel, ctx: Context, rounds: int | None = None) -> LatencyStats:
-    """Export ``model`` to a scratch file and time it paired with the teacher."""
+def time_student(
+    model: PreTrainedModel, ctx: Context, precision: str = FP32, rounds: int | None = None
+) -> LatencyStats:
+    """Export ``model`` (in ``precision``) to a scratch file and time it paired with the teacher."""
     with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
         names = ctx.teacher.tokenizer.model_input_names
         path = latency.export_onnx(model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
-        return time_onnx(path, ctx, rounds)
+        return time_onnx(reduce_precision(path, precision), ctx, rounds)
+
+
+def graph_scores(done: Distilled, ctx: Context, precision: str) -> tuple[float, float | None]:
+    """The held-out loss (and proxy metric, with labels) of ``done``'s ``precision`` graph.
+
+    Objective 1 of a reduced-precision candidate comes from what ships: its
+    graph's own outputs in ONNX Runtime, not the fp32 model it was made from.
+    """
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+        names = ctx.teacher.tokenizer.model_input_names
+        path = latency.export_onnx(done.model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
+        graph = GraphModel(reduce_precision(path, precision), ctx.spec.latency)
+        loss = recipe.graph_loss(graph, done, ctx.proxy_eval, ctx.spec)
+        if ctx.proxy_eval_labels is None:
+            return loss, None
+        logits = torch.cat([graph(**b).logits.float() for b in ctx.proxy_eval.batches])
+        task = ctx.spec.task
+        metric = scoring.metric_of(logits, ctx.proxy_eval_labels, task.kind, task.resolved_metric)
+        return loss, metric
 
 
 def proxy_distill(model: PreTrainedModel, ctx: Context, steps: int | None = None) -> Distilled:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import optuna
+from dataclasses import replace
 
+import optuna
+import torch
+
+from paretokd.distill import scoring
+from paretokd.distill.losses import Projections
+from paretokd.distill.train import evaluate_outputs
+from paretokd.latency.graph import GraphModel, reduce_precision
 from paretokd.models import student
 from paretokd.models.teacher import Teacher
 from paretokd.records import Arch, ReferenceStudent
 from paretokd.search.context import (
     Context,
+    anchor_onnx,
     build_student,
     proxy_distill,
     proxy_metric,
+    time_onnx,
     time_student,
 )
 from paretokd.search.trial import REFERENCE_ATTR
@@ -68,3 +77,45 @@ def measure(study: optuna.Study, ctx: Context) -> ReferenceStudent:
     )
     study.set_user_attr(REFERENCE_ATTR, reference.to_json())
     return reference
+
+
+QUANTIZED_TEACHER_ATTR = "quantized_teacher"
+"""Study user attribute holding the reduced-precision teacher's :class:`ReferenceStudent`."""
+
+
+def reduced_precision(ctx: Context) -> str:
+    """The precision a quantised model ships in on the study's device: int8, or fp16 on a GPU."""
+    return "fp16" if ctx.spec.latency.device == "cuda" else "int8"
+
+
+def measure_quantized_teacher(study: optuna.Study, ctx: Context) -> ReferenceStudent:
+    """The teacher itself in reduced precision: the cheapest alternative to any student.
+
+    Timed paired with the fp32 teacher and scored, like an int8 candidate, on its
+    graph's own outputs against the fp32 teacher's. Stored in the study.
+    """
+    stored = study.user_attrs.get(QUANTIZED_TEACHER_ATTR)
+    if stored is not None:
+        return ReferenceStudent.from_json(stored)
+    precision = reduced_precision(ctx)
+    path = reduce_precision(anchor_onnx(ctx), precision)
+    graph = GraphModel(path, ctx.spec.latency)
+    width = ctx.teacher.dims.hidden_size
+    loss = evaluate_outputs(
+        lambda b: graph(**b)[0], Projections(1, width, width), ctx.proxy_eval, ctx.spec.task
+    )
+    metric = None
+    if ctx.proxy_eval_labels is not None:
+        logits = torch.cat([graph(**b).logits.float() for b in ctx.proxy_eval.batches])
+        task = ctx.spec.task
+        metric = scoring.metric_of(logits, ctx.proxy_eval_labels, task.kind, task.resolved_metric)
+    record = ReferenceStudent(
+        arch=replace(ctx.teacher.dims, precision=precision),
+        params=ctx.teacher.params,
+        latency=time_onnx(path, ctx, ctx.spec.latency.confirm_rounds),
+        proxy_loss=loss,
+        proxy_metric=metric,
+        name=f"teacher, {precision}",
+    )
+    study.set_user_attr(QUANTIZED_TEACHER_ATTR, record.to_json())
+    return record

@@ -25,6 +25,12 @@ def suggest(trial: optuna.trial.BaseTrial, space: SpaceSpec) -> Arch:
         intermediate_size=trial.suggest_categorical(
             "intermediate_size", list(space.intermediate_size)
         ),
+        # One precision is no choice: such a space samples exactly as before it existed.
+        precision=(
+            trial.suggest_categorical("precision", list(space.precision))
+            if len(space.precision) > 1
+            else space.precision[0]
+        ),
     )
 
 
@@ -37,6 +43,7 @@ def distributions(space: SpaceSpec) -> dict[str, optuna.distributions.BaseDistri
         "hidden_size": cat(list(space.hidden_size)),
         "num_heads": cat(list(space.num_heads)),
         "intermediate_size": cat(list(space.intermediate_size)),
+        **({"precision": cat(list(space.precision))} if len(space.precision) > 1 else {}),
     }
 
 
@@ -44,9 +51,13 @@ def all_archs(space: SpaceSpec) -> list[Arch]:
     """Every architecture the space allows, built through :func:`suggest`."""
     lo, hi = space.num_layers
     grid = itertools.product(
-        range(lo, hi + 1), space.hidden_size, space.num_heads, space.intermediate_size
+        range(lo, hi + 1),
+        space.hidden_size,
+        space.num_heads,
+        space.intermediate_size,
+        space.precision,
     )
-    names = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
+    names = ("num_layers", "hidden_size", "num_heads", "intermediate_size", "precision")
     return [
         suggest(optuna.trial.FixedTrial(dict(zip(names, values, strict=True))), space)
         for values in grid

@@ -12,12 +12,13 @@ from optuna.trial import TrialState
 from transformers import PreTrainedModel
 
 from paretokd.models import student
-from paretokd.records import Arch, LatencyStats, ReferenceStudent, TrialRecord
+from paretokd.records import FP32, Arch, LatencyStats, ReferenceStudent, TrialRecord
 from paretokd.search import space
 from paretokd.search.artifacts import attach_to_trial
 from paretokd.search.context import (
     Context,
     build_student,
+    graph_scores,
     proxy_distill,
     proxy_metric,
     time_student,
@@ -99,7 +100,7 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         stats = known.latency
     else:
         t0 = time.perf_counter()
-        stats = time_student(model, ctx)
+        stats = time_student(model, ctx, arch.precision)
         timings["latency_s"] = time.perf_counter() - t0
         if ctx.out_dir is not None:  # shown with the trial in optuna-dashboard
             record = {"arch": arch.to_dict(), **stats.to_json()}
@@ -133,16 +134,20 @@ def _distil(model: PreTrainedModel, measured: TrialRecord, ctx: Context) -> Tria
     """``measured`` with the proxy distillation's figures (and the proxy metric, with labels)."""
     done = proxy_distill(model, ctx)
     timings = {**measured.timings, "distill_s": done.result.seconds}
-    metric = None
-    if ctx.proxy_eval_labels is not None:
-        t0 = time.perf_counter()
+    loss, metric = done.loss, None
+    t0 = time.perf_counter()
+    if measured.arch.precision != FP32:
+        # Scored as it ships: the reduced graph's own outputs, in ONNX Runtime.
+        loss, metric = graph_scores(done, ctx, measured.arch.precision)
+        timings["graph_s"] = time.perf_counter() - t0
+    elif ctx.proxy_eval_labels is not None:
         metric = proxy_metric(model, ctx)
         timings["metric_s"] = time.perf_counter() - t0
-    value = metric if ctx.objective.maximise and metric is not None else done.loss
+    value = metric if ctx.objective.maximise and metric is not None else loss
     return replace(
         measured,
         value=value,
-        proxy_loss=done.loss,
+        proxy_loss=loss,
         proxy_metric=metric,
         train_loss=done.result.train_loss,
         timings=timings,
