@@ -24,7 +24,7 @@ from paretokd.config import StudySpec
 from paretokd.distill import scoring
 from paretokd.errors import ParetokdError
 from paretokd.finals import ProgressFactory
-from paretokd.latency.graph import GraphModel
+from paretokd.latency.graph import GraphModel, reduce_precision
 from paretokd.models import data
 from paretokd.models import teacher as teacher_mod
 from paretokd.records import (
@@ -160,16 +160,16 @@ def run(
         progress,
     )
     students: list[FinalStudent] = []
+    teacher = TeacherRecord(
+        setup.teacher.name, setup.teacher.source, setup.teacher.params, searched.teacher_latency
+    )
     try:
         if do_final:
             with_reference = setup.evalset is not None
             picks, students = finals.ship(shipping, picks, searched.reference, with_reference)
+        evaluation, students = evaluate(setup, searched, teacher, students, shipping.models)
     finally:
-        clean_workdir(searched.ctx.workdir)  # the teacher's graph, every timing's anchor
-    teacher = TeacherRecord(
-        setup.teacher.name, setup.teacher.source, setup.teacher.params, searched.teacher_latency
-    )
-    evaluation, students = evaluate(setup, teacher, students, shipping.models)
+        clean_workdir(searched.ctx.workdir)  # the teacher's graphs, every timing's anchor
     record = RunRecord(
         study=setup.where.study_name,
         storage=storage_redacted(setup.where),
@@ -297,11 +297,12 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
 
 def evaluate(
     setup: Setup,
+    searched: Searched,
     teacher: TeacherRecord,
     finals: list[FinalStudent],
     models: dict[str, PreTrainedModel],
 ) -> tuple[Evaluation | None, list[FinalStudent]]:
-    """Score the teacher and every final student on the evaluation set, if the spec has one.
+    """Score the teacher (fp32 and quantised) and every final student on the evaluation set.
 
     Returns:
         The evaluation (``None`` without a set) and the finals with their scores.
@@ -311,8 +312,16 @@ def evaluate(
         return None, finals
     tok, spec = setup.teacher.tokenizer, setup.spec
     teacher_score = scoring.score(setup.teacher.model, tok, evalset, spec)
+    qt = searched.quantized_teacher
+    quantized = GraphModel(
+        reduce_precision(context.anchor_onnx(searched.ctx), qt.arch.precision), spec.latency
+    )
     evaluation = Evaluation(
-        evalset.description, evalset.metric, teacher_score.examples, teacher_score.value
+        evalset.description,
+        evalset.metric,
+        teacher_score.examples,
+        teacher_score.value,
+        scoring.score(quantized, tok, evalset, spec).value,
     )
     log.info(
         "evaluation on %s: teacher %s %.4f", evaluation.set, evaluation.metric, evaluation.teacher

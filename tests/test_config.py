@@ -356,7 +356,12 @@ def test_to_dict_is_json_ready_with_budgets_as_written() -> None:
             seed=7,
             teacher=TeacherSpec(name="a/b", trust_remote_code=True),
             data=DataSpec(source="data.csv", dataset_config="cfg", text_columns=("text",)),
-            space=SpaceSpec(num_layers=(2, 2), hidden_size=(32, 64), num_heads=(2, 4)),
+            space=SpaceSpec(
+                num_layers=(2, 2),
+                hidden_size=(32, 64),
+                num_heads=(2, 4),
+                precision=("fp32", "fp16"),
+            ),
             latency=LatencySpec(device="cuda", min_seconds=0.25),
         ),
     ],

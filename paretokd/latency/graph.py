@@ -9,6 +9,7 @@ search, the finals and ``paretokd latency`` reduce a graph the same way.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +36,15 @@ def reduce_precision(fp32: Path, precision: str) -> Path:
     if precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # notes about pre-processing the graph
-            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # it logs advice to pre-process the graph on every call
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
     elif precision == "fp16":
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16

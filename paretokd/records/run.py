@@ -197,6 +197,8 @@ class Evaluation:
     examples: int
     teacher: float
     """The teacher's score: 100% of every percentage."""
+    quantized_teacher: float | None = None
+    """The quantised teacher's score (its int8, or fp16, graph)."""
 
     def percent_of_teacher(self, score: float) -> float | None:
         """``score`` as a percentage of the teacher's."""
@@ -209,7 +211,13 @@ class Evaluation:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Evaluation:
         """Inverse of :meth:`to_json`."""
-        return cls(str(raw["set"]), str(raw["metric"]), int(raw["examples"]), raw["teacher"])
+        return cls(
+            str(raw["set"]),
+            str(raw["metric"]),
+            int(raw["examples"]),
+            raw["teacher"],
+            raw.get("quantized_teacher"),
+        )
 
 
 @dataclass(frozen=True)

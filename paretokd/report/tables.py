@@ -115,6 +115,13 @@ def evaluation_table(run: RunRecord) -> Table | None:
         return None
     teacher = (f"{ev.teacher:.4f}", "100.0%", f"{run.teacher.latency_ms:.2f}", "1.0×")
     rows = [Row((Cell("teacher"), *map(_num, teacher)))]
+    qt = run.quantized_teacher
+    if qt is not None and ev.quantized_teacher is not None:
+        percent = ev.percent_of_teacher(ev.quantized_teacher)
+        cells = [f"{ev.quantized_teacher:.4f}", f"{percent:.1f}%" if percent else EMPTY]
+        ms = qt.latency.p50_ms
+        cells += [_interval(qt.latency, digits=2), f"{run.teacher.speedup(ms):.1f}×"]
+        rows.append(Row((Cell(qt.name), *map(_num, cells))))
     scored = [(REFERENCE_MODEL, run.reference_final)]
     scored += [(f"pick for {pk.budget}", run.final_of(pk)) for pk in run.picks]
     for model, final in scored:
