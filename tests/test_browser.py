@@ -28,6 +28,7 @@ import pytest
 from finished_run import finished_run
 
 from paretokd import report
+from paretokd.records import RunRecord
 
 CHROMIUM = os.environ.get("PARETOKD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -305,7 +306,10 @@ def test_dashboard_shows_our_figures_artifacts_and_note(
     study = _study(dashboard_url)
     sid = study["study_id"]
     names = {a["filename"]: a["artifact_id"] for a in study["artifacts"]}
-    assert {"report.html", "50ms-model.onnx", "50ms-latency.json", "100ms-model.onnx"} <= set(names)
+    # Each pick's shipped graph (model.onnx, or model.int8.onnx for an int8 student).
+    record = RunRecord.read(tiny_run / "recommendations.json")
+    graphs = {f"{p.budget}-{f.onnx.name}" for p in record.picks if (f := record.final_of(p))}
+    assert {"report.html", "50ms-latency.json", *graphs} <= set(names) and len(graphs) == 2
     # The report opens from the artifact store, as the dashboard's download link serves it.
     with urllib.request.urlopen(f"{dashboard_url}/artifacts/{sid}/{names['report.html']}") as r:
         assert r.headers["Content-Type"].startswith("text/html")
@@ -324,7 +328,7 @@ def test_dashboard_shows_our_figures_artifacts_and_note(
         "drawn": n,
     }
     text = browser.eval("document.body.innerText")
-    assert "report.html" in text and "50ms-model.onnx" in text
+    assert "report.html" in text and all(g in text for g in graphs)
     browser.screenshot(tmp_path / "dashboard-study.png")
     assert browser.console_errors() == []
 

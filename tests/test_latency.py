@@ -368,7 +368,8 @@ name: one
 budgets: [1s]
 trials: 3
 data: {proxy_train: 32, proxy_eval: 16, max_length: 16}
-space: {num_layers: [1, 1], hidden_size: [32], num_heads: [2], intermediate_size: [64]}
+space: {num_layers: [1, 1], hidden_size: [32], num_heads: [2], intermediate_size: [64],
+  precision: [fp32]}
 distill: {batch_size: 8, proxy_steps: 2, final_steps: 2}
 latency: {seq_len: 32, warmup_runs: 1, min_runs: 5, min_seconds: 0.02}
 search: {sampler: random, population_size: 2}

@@ -18,7 +18,7 @@ from paretokd.search.space import all_archs
 
 def test_sampling_is_a_stable_prefix() -> None:
     space = SpaceSpec()
-    assert len(all_archs(space)) == 6 * 4 * 3 * 5
+    assert len(all_archs(space)) == 6 * 4 * 3 * 5 * 2  # each in fp32 and int8
     assert proxy.sample_archs(space, 10, 3) == proxy.sample_archs(space, 40, 3)[:10]
 
 

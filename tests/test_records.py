@@ -161,3 +161,27 @@ def test_objective_knows_its_direction_and_bounds() -> None:
     assert Objective("spearman").worst == -1.0
     with pytest.raises(ParetokdError, match="unknown objective"):
         Objective("bleu")
+
+
+def test_a_finished_run_folder_reads_back_after_moving(
+    tmp_path_factory: pytest.TempPathFactory, tiny_teacher_dir: Path, corpus_file: Path
+) -> None:
+    from finished_run import finished_run
+
+    from paretokd.report import load_run
+
+    run_dir = finished_run(tmp_path_factory, tiny_teacher_dir, corpus_file)
+    moved = tmp_path_factory.mktemp("archive") / "moved-run"
+    shutil.copytree(run_dir, moved)
+    record = RunRecord.read(moved / "recommendations.json")
+    original = RunRecord.read(run_dir / "recommendations.json")
+    # The same record, but for where its students are.
+    assert [f.folder for f in record.finals] == [f.folder for f in original.finals]
+    assert record.picks == original.picks and record.teacher == original.teacher
+    assert record.finals
+    for final in record.finals:
+        assert moved.resolve() in final.dir.parents
+        assert final.onnx.is_file()
+    # The report reads the moved folder (its study database moved with it).
+    run = load_run(moved)
+    assert run.record == record and run.trials
