@@ -1,4 +1,4 @@
-"""ONNX export of a model exactly as it ships, ONNX–PyTorch parity, and the timing session."""
+"""ONNX export of a model exactly as it ships, and ONNX–PyTorch parity."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The hand-crafted reference student (every other teacher layer): measured once, enqueued first."""
+"""The comparison models: the hand-crafted student (every other teacher layer), the int8 teacher."""
 
 from __future__ import annotations
 
