@@ -81,6 +81,15 @@ def test_int8_candidates_are_timed_and_scored_as_they_ship(
     for t in int8:
         if t.cached_from is None:
             assert "graph_s" in t.timings  # scored on the int8 graph's own outputs
+    # Distilled once, shipped in both precisions: every trained student has a sibling
+    # trial in the other precision, the hand-crafted reference included.
+    by_arch = {t.arch: t for t in result.trials}
+    for t in result.trials:
+        if t.feasible and t.cached_from is None:
+            other = "fp32" if t.arch.precision == "int8" else "int8"
+            sibling = by_arch[dataclasses.replace(t.arch, precision=other)]
+            assert sibling.cached_from in (f"trial {t.number}", None)
+    assert any(t.cached_from == "reference" and t.arch.precision == "int8" for t in result.trials)
     run = RunRecord.read(tmp_path / "run" / "recommendations.json")
     qt = run.quantized_teacher
     assert qt is not None and qt.arch.precision == "int8" and qt.name == "teacher, int8"

@@ -13,7 +13,7 @@ from paretokd.distill.train import evaluate_outputs
 from paretokd.latency.graph import GraphModel, reduce_precision
 from paretokd.models import student
 from paretokd.models.teacher import Teacher
-from paretokd.records import Arch, ReferenceStudent
+from paretokd.records import Arch, ReferenceStudent, TrialRecord
 from paretokd.search.context import (
     Context,
     anchor_onnx,
@@ -23,7 +23,7 @@ from paretokd.search.context import (
     time_onnx,
     time_student,
 )
-from paretokd.search.trial import REFERENCE_ATTR
+from paretokd.search.trial import REFERENCE_ATTR, add_siblings
 
 
 def handcrafted_arch(teacher: Teacher) -> Arch:
@@ -76,6 +76,17 @@ def measure(study: optuna.Study, ctx: Context) -> ReferenceStudent:
         proxy_metric=proxy_metric(model, ctx) if ctx.proxy_eval_labels is not None else None,
     )
     study.set_user_attr(REFERENCE_ATTR, reference.to_json())
+    # Its other precisions (the int8 hand-crafted student) join the study as trials.
+    value = reference.value(ctx.objective)
+    measured = TrialRecord(
+        number=-1,
+        arch=arch,
+        params=reference.params,
+        value=ctx.objective.worst if value is None else value,
+        latency=stats,
+        over_budget_ms=stats.p50_ms - max(ctx.spec.budgets),
+    )
+    add_siblings(study, "reference", measured, done, ctx)
     return reference
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from transformers import PreTrainedModel
 
+from paretokd.distill.recipe import Distilled
 from paretokd.models import student
 from paretokd.records import FP32, Arch, LatencyStats, ReferenceStudent, TrialRecord
 from paretokd.search import space
@@ -23,6 +26,8 @@ from paretokd.search.context import (
     proxy_metric,
     time_student,
 )
+
+log = logging.getLogger(__name__)
 
 REFERENCE_ATTR = "reference"
 """Study user attribute holding the hand-crafted student's :class:`ReferenceStudent`."""
@@ -125,14 +130,21 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
             measured, value=k.value, proxy_loss=k.proxy_loss, proxy_metric=k.proxy_metric
         )
     else:
-        done = _distil(model, measured, ctx)
+        done = _distil(model, measured, ctx, trial)
     done.write(trial)
     return done.value, done.latency_ms
 
 
-def _distil(model: PreTrainedModel, measured: TrialRecord, ctx: Context) -> TrialRecord:
-    """``measured`` with the proxy distillation's figures (and the proxy metric, with labels)."""
+def _distil(
+    model: PreTrainedModel, measured: TrialRecord, ctx: Context, trial: optuna.Trial
+) -> TrialRecord:
+    """``measured`` with the proxy distillation's figures (and the proxy metric, with labels).
+
+    The trained student is also timed and scored in the space's other precisions,
+    each added to the study as a trial of its own (:func:`_siblings`).
+    """
     done = proxy_distill(model, ctx)
+    add_siblings(trial.study, f"trial {trial.number}", measured, done, ctx)
     timings = {**measured.timings, "distill_s": done.result.seconds}
     loss, metric = done.loss, None
     t0 = time.perf_counter()
@@ -151,4 +163,102 @@ def _distil(model: PreTrainedModel, measured: TrialRecord, ctx: Context) -> Tria
         proxy_metric=metric,
         train_loss=done.result.train_loss,
         timings=timings,
+    )
+
+
+class _Collected:
+    """Collects what :meth:`TrialRecord.write` writes, for a trial made with ``create_trial``."""
+
+    def __init__(self) -> None:
+        self.user_attrs: dict[str, Any] = {}
+        self.constraints: dict[str, float] = {}
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+    def set_constraint(self, key: str, value: float) -> None:
+        self.constraints[key] = value
+
+
+def add_siblings(
+    study: optuna.Study, source: str, measured: TrialRecord, done: Distilled, ctx: Context
+) -> None:
+    """Distil once, ship in every precision: the trained student's other precisions as trials.
+
+    Timing a graph and scoring it on the proxy split takes seconds, against the
+    distillation's many: each trained architecture fills one point per precision
+    of the space, so the fp32 and int8 fronts grow together.
+
+    Args:
+        source: Where the trained student comes from (``trial 3``, ``reference``).
+        measured: Its record (architecture, parameters).
+        done: The distilled student.
+    """
+    spec = ctx.spec
+    for precision in spec.space.precision:
+        arch = replace(measured.arch, precision=precision)
+        if precision == measured.arch.precision or _held(study, arch):
+            continue
+        if _taken(study) >= spec.trials:
+            return  # the study has its trials: a sibling counts as one
+        t0 = time.perf_counter()
+        stats = time_student(done.model, ctx, precision)
+        over = stats.p50_ms - max(spec.budgets)
+        loss = metric = None
+        if over <= 0:
+            if precision == FP32:
+                loss = done.loss
+                metric = proxy_metric(done.model, ctx) if ctx.proxy_eval_labels else None
+            else:
+                loss, metric = graph_scores(done, ctx, precision)
+        value = ctx.objective.worst if loss is None else loss
+        if ctx.objective.maximise and metric is not None:
+            value = metric
+        record = replace(
+            measured,
+            number=-1,
+            arch=arch,
+            value=value,
+            latency=stats,
+            over_budget_ms=over,
+            proxy_loss=loss,
+            proxy_metric=metric,
+            train_loss=done.result.train_loss,
+            cached_from=source,
+            timings={"sibling_s": time.perf_counter() - t0},
+        )
+        collected = _Collected()
+        record.write(collected)
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[record.value, record.latency_ms],
+                params=arch.to_dict(),
+                distributions=space.distributions(spec.space),
+                user_attrs=collected.user_attrs,
+                constraints=collected.constraints,
+            )
+        )
+        log.info(
+            "%s in %s: %-20s p50 %6.2f ms  %s %.4f",
+            source,
+            precision,
+            arch.id,
+            stats.p50_ms,
+            ctx.objective.name,
+            value,
+        )
+
+
+def _taken(study: optuna.Study) -> int:
+    """Trials that count towards the study's total: complete, running or queued."""
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _held(study: optuna.Study, arch: Arch) -> bool:
+    """Whether the study holds a complete or running trial of ``arch``."""
+    states = (TrialState.COMPLETE, TrialState.RUNNING)
+    return any(
+        t.params and Arch.from_dict(t.params) == arch
+        for t in study.get_trials(deepcopy=False, states=states)
     )
