@@ -23,7 +23,7 @@ from paretokd.search.context import (
     time_onnx,
     time_student,
 )
-from paretokd.search.trial import REFERENCE_ATTR, add_siblings
+from paretokd.search.trial import REFERENCE_ATTR, add_siblings, worker
 
 
 def handcrafted_arch(teacher: Teacher) -> Arch:
@@ -85,6 +85,7 @@ def measure(study: optuna.Study, ctx: Context) -> ReferenceStudent:
         value=ctx.objective.worst if value is None else value,
         latency=stats,
         over_budget_ms=stats.p50_ms - max(ctx.spec.budgets),
+        worker=worker(),
     )
     add_siblings(study, "reference", measured, done, ctx)
     return reference

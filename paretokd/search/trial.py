@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from paretokd.distill.recipe import Distilled
 from paretokd.models import student
-from paretokd.records import FP32, Arch, LatencyStats, ReferenceStudent, TrialRecord
+from paretokd.records import FP32, Arch, Attr, LatencyStats, ReferenceStudent, TrialRecord
 from paretokd.search import space
 from paretokd.search.artifacts import attach_to_trial
 from paretokd.search.context import (
@@ -96,6 +96,9 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         trial.study.stop()
         raise optuna.TrialPruned("the study already has its trials")
     arch = space.suggest(trial, spec.space)
+    # Seen while the trial runs (the dashboard, other workers); the record repeats them.
+    trial.set_user_attr(Attr.WORKER, worker())
+    trial.set_user_attr(Attr.ARCH_ID, arch.id)
     timings: dict[str, float] = {}
     known = _known(trial.study, arch, trial.number, ctx)
     t0 = time.perf_counter()
@@ -120,7 +123,7 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         over_budget_ms=stats.p50_ms - max(spec.budgets),
         cached_from=known.source if known else None,
         timings=timings,
-        worker=f"{platform.node()}:{os.getpid()}",
+        worker=worker(),
     )
     if not measured.feasible:
         done = measured
@@ -164,6 +167,11 @@ def _distil(
         train_loss=done.result.train_loss,
         timings=timings,
     )
+
+
+def worker() -> str:
+    """This process, as trials name the worker that ran them: ``host:pid``."""
+    return f"{platform.node()}:{os.getpid()}"
 
 
 class _Collected:
