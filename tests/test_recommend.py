@@ -13,6 +13,7 @@ from paretokd.search import loop
 from paretokd.search.recommend import pick as pick_for
 from paretokd.search.recommend import trials as points
 from paretokd.search.space import suggest
+from paretokd.search.trial import Collected
 
 
 def pick(trials: list[TrialRecord], budgets: tuple[float, ...]) -> list[Pick]:
@@ -269,17 +270,6 @@ def test_spend_counts_the_time_of_never_pickable_trials() -> None:
 
 def _attrs(over: float) -> dict[str, object]:
     """A trial's user attributes as ``TrialRecord.write`` stores them."""
-
-    class Sink:
-        attrs: dict[str, object] = {}
-
-        def set_user_attr(self, key: str, value: object) -> None:
-            self.attrs[key] = value
-
-        def set_constraint(self, key: str, value: float) -> None:
-            pass
-
-    sink = Sink()
-    sink.attrs = {}
-    TrialRecord(0, Arch(1, 32, 2, 64), 10, 0.5, _stats(1.0), over).write(sink)
-    return sink.attrs
+    collected = Collected()
+    TrialRecord(0, Arch(1, 32, 2, 64), 10, 0.5, _stats(1.0), over).write(collected)
+    return collected.user_attrs

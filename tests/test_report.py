@@ -68,6 +68,7 @@ from paretokd.report import (
 )
 from paretokd.search.recommend import pick
 from paretokd.search.storage import objective_of
+from paretokd.search.trial import Collected
 
 ACCURACY = Objective("accuracy")
 LARGEST_BUDGET = 20.0
@@ -619,7 +620,7 @@ def _stored_run(
         study.set_metric_names([objective.name, "latency_ms"])
     trials = METRIC_TRIALS if metric else TRIALS
     for t in sorted(trials, key=lambda q: q.number):
-        attrs = _Attrs()
+        attrs = Collected()
         t.write(attrs)  # the record's own way into Optuna's attributes
         study.add_trial(
             optuna.trial.create_trial(
@@ -638,20 +639,6 @@ def _stored_run(
         run = replace(run, reference=hand)
     run.write(out / "recommendations.json")
     return out
-
-
-class _Attrs:
-    """Collects what :meth:`TrialRecord.write` stores on a trial."""
-
-    def __init__(self) -> None:
-        self.user_attrs: dict[str, Any] = {}
-        self.constraints: dict[str, float] = {}
-
-    def set_user_attr(self, key: str, value: Any) -> None:
-        self.user_attrs[key] = value
-
-    def set_constraint(self, key: str, value: float) -> None:
-        self.constraints[key] = value
 
 
 def test_load_run_reads_a_run_folder_back(tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ def worker() -> str:
     return f"{platform.node()}:{os.getpid()}"
 
 
-class _Collected:
+class Collected:
     """Collects what :meth:`TrialRecord.write` writes, for a trial made with ``create_trial``."""
 
     def __init__(self) -> None:
@@ -235,7 +235,7 @@ def add_siblings(
             cached_from=source,
             timings={"sibling_s": time.perf_counter() - t0},
         )
-        collected = _Collected()
+        collected = Collected()
         record.write(collected)
         study.add_trial(
             optuna.trial.create_trial(
