@@ -56,13 +56,10 @@ def time_final(path: Path, ctx: Context) -> LatencyStats:
 class Shipping:
     """What the finals share: the study, its context and where students go."""
 
-    spec: StudySpec
-    teacher: Teacher
     splits: Splits
     study: optuna.Study
     ctx: Context
-    objective: Objective
-    fingerprint: Fingerprint
+    """The search's context: the spec, the teacher, the fingerprint and the anchor."""
     out_dir: Path
     progress: ProgressFactory | None = None
     done: dict[str, FinalStudent] = field(default_factory=dict)
@@ -70,6 +67,26 @@ class Shipping:
     models: dict[str, PreTrainedModel] = field(default_factory=dict)
     """Folder → the trained model (for the evaluation)."""
     _full_train: TeacherTargets | None = None
+
+    @property
+    def spec(self) -> StudySpec:
+        """The study's spec."""
+        return self.ctx.spec
+
+    @property
+    def teacher(self) -> Teacher:
+        """The loaded teacher."""
+        return self.ctx.teacher
+
+    @property
+    def objective(self) -> Objective:
+        """Objective 1 of the study."""
+        return self.ctx.objective
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """The machine and latency setup every timing holds on."""
+        return self.ctx.fingerprint
 
     @property
     def full_train(self) -> TeacherTargets:

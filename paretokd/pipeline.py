@@ -37,6 +37,7 @@ from paretokd.records import (
     Pick,
     ReferenceStudent,
     RunRecord,
+    SearchSpend,
     TeacherRecord,
     TrialRecord,
 )
@@ -113,6 +114,8 @@ class Searched:
     reference: ReferenceStudent
     quantized_teacher: ReferenceStudent
     result: loop.SearchResult
+    spent: SearchSpend
+    """Where the trials' time went (every worker's)."""
     trials: list[TrialRecord]
     """Every complete trial, with the confirmations of the candidates near a budget."""
 
@@ -149,15 +152,7 @@ def run(
     trials = searched.trials
     picks = recommend.pick(trials, spec.budgets, setup.objective)
     shipping = finals.Shipping(
-        spec,
-        setup.teacher,
-        setup.splits,
-        searched.study,
-        searched.ctx,
-        setup.objective,
-        setup.fingerprint,
-        setup.where.out_dir,
-        progress,
+        setup.splits, searched.study, searched.ctx, setup.where.out_dir, progress
     )
     students: list[FinalStudent] = []
     teacher = TeacherRecord(
@@ -180,7 +175,7 @@ def run(
         picks=tuple(picks),
         finals=tuple(students),
         evaluation=evaluation,
-        search=loop.spend(searched.study),
+        search=searched.spent,
         quantized_teacher=searched.quantized_teacher,
     )
     record.write(setup.where.recommendations)
@@ -292,7 +287,7 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
     )
     trials = recommend.trials(study)
     confirmed = confirm.confirm(study, ctx, trials, spec.budgets, setup.objective)
-    return Searched(study, ctx, teacher_stats, ref, quantized, result, confirmed)
+    return Searched(study, ctx, teacher_stats, ref, quantized, result, spent, confirmed)
 
 
 def evaluate(
