@@ -7,7 +7,7 @@ Run by hand (not a test); it prints figures:
     .venv/bin/python bench/latency_stability.py --fusion        # fused vs plain graphs
 
 Architectures are spread evenly, by estimated compute, over the default
-search space (``SpaceSpec()``) and built from the default teacher
+search space (derived from the default teacher) and built from it
 (all-MiniLM-L6-v2, resolved offline), exactly as the search builds students.
 Every measurement is one in-process ``paretokd latency`` call
 (:func:`paretokd.measure.measure_target`): build, export, time. Rounds visit the
@@ -47,18 +47,13 @@ from paretokd.measure import measure_target
 from paretokd.metrics import kendall_tau
 from paretokd.models import student
 from paretokd.models import teacher as teacher_mod
-from paretokd.records import Arch
+from paretokd.records import FP32, Arch
+from paretokd.search import space as search_space
 
 
 def spread(space: SpaceSpec, n: int) -> list[Arch]:
     """``n`` architectures of ``space`` evenly spaced by estimated compute, smallest to largest."""
-    lo, hi = space.num_layers
-    grid = [
-        Arch(layers, hidden, heads, ffn)
-        for layers, hidden, heads, ffn in itertools.product(
-            range(lo, hi + 1), space.hidden_size, space.num_heads, space.intermediate_size
-        )
-    ]
+    grid = [a for a in search_space.all_archs(space) if a.precision == FP32]
 
     def flops(a: Arch) -> float:  # per token, projections and FFN (attention is small at 128)
         return a.num_layers * (4 * a.hidden_size**2 + 2 * a.hidden_size * a.intermediate_size)
@@ -179,6 +174,7 @@ def main() -> None:
             spec, latency=dataclasses.replace(spec.latency, clock=args.clock)
         )
     teacher = teacher_mod.load(TeacherSpec())
+    spec = search_space.resolve(spec, teacher.dims)
     archs = spread(spec.space, args.archs)
     print(f"{len(archs)} architectures of the default space, {args.repeats} rounds; teacher")
     print(f"{teacher.name} {teacher.dims.id}; latency setup {spec.latency}")

@@ -46,12 +46,19 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from paretokd.config import DistillSpec
+from paretokd.config import DistillSpec, SpaceSpec
 from paretokd.records import CONSTRAINT, UNTRAINED_LOSS
 from paretokd.report.hypervolume import hypervolume_2d
 
 ROOT = Path(__file__).resolve().parent
 TABLE = ROOT / "data" / "sampler_table.json"
+TABLE_SPACE = SpaceSpec(
+    num_layers=(1, 6),
+    hidden_size=(96, 192, 288, 384),
+    num_heads=(3, 6, 12),
+    intermediate_size=(256, 512, 768, 1024, 1536),
+)
+"""The space the stored table measures (the default space before spaces were derived)."""
 BUDGET_MS = 20.0
 """The default spec's largest budget: the constraint and the reference point's latency."""
 
@@ -77,7 +84,7 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
     lat = dataclasses.replace(
         config.LatencySpec(), warmup_runs=2, min_runs=10, min_seconds=0.2, max_seconds=1.0
     )
-    base = config.StudySpec()
+    base = config.StudySpec(space=TABLE_SPACE)
     spec = dataclasses.replace(
         base, latency=lat, distill=dataclasses.replace(base.distill, proxy_steps=proxy_steps)
     )
@@ -142,16 +149,12 @@ def build(n: int, proxy_steps: int, seed: int, path: Path) -> None:
 
 def _lookup(table: dict[str, Any]) -> tuple[Any, Any]:
     """A function arch → (loss, latency): exact row, else the nearest row (scaled grid distance)."""
-    from paretokd.config import SpaceSpec
+    from paretokd.search import space
 
-    s = SpaceSpec()
+    s = TABLE_SPACE
     keys = ("num_layers", "hidden_size", "num_heads", "intermediate_size")
-    scale = {
-        "num_layers": s.num_layers[1] - s.num_layers[0],
-        "hidden_size": max(s.hidden_size) - min(s.hidden_size),
-        "num_heads": max(s.num_heads) - min(s.num_heads),
-        "intermediate_size": max(s.intermediate_size) - min(s.intermediate_size),
-    }
+    archs = space.all_archs(s)
+    scale = {k: max(getattr(a, k) for a in archs) - min(getattr(a, k) for a in archs) for k in keys}
     rows = {r["arch_id"]: r for r in table["rows"]}
 
     def find(arch: Any) -> dict[str, Any]:
@@ -215,7 +218,8 @@ def run_sampler(
     # The search's own sampler construction (NSGA-II population 8, multivariate TPE);
     # the constraint reaches the samplers as in the search, via trial.set_constraint.
     spec = dataclasses.replace(
-        StudySpec(seed=seed), search=dataclasses.replace(SearchSpec(), sampler=sampler)
+        StudySpec(seed=seed, space=TABLE_SPACE),
+        search=dataclasses.replace(SearchSpec(), sampler=sampler),
     )
     wrapped = sampler_mod.make(spec)
     smp = wrapped if distinct else wrapped.base

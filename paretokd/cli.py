@@ -365,7 +365,7 @@ def validate_proxy(
     from paretokd.search import proxy, space
 
     loaded = teacher_mod.load(spec.teacher, spec.task)
-    space.check_against_teacher(spec.space, loaded.dims)
+    spec = space.resolve(spec, loaded.dims)
     splits = data_mod.load_splits(spec.data, spec.seed, config.cache_dir())
     log = logging.getLogger("paretokd.proxy")
     result = proxy.validate(

@@ -168,18 +168,35 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class SpaceSpec:
-    """Ranges of the student search space. ``[lo, hi]`` for ints, lists for choices."""
+    """Ranges of the student search space. ``[lo, hi]`` for ints, lists for choices.
 
-    num_layers: tuple[int, int] = (1, 6)
-    # Multiples of 96 with 3, 6 or 12 heads: every pair is buildable, and the
-    # teacher's own attention (12 heads of 32) stays reachable at full width,
-    # which teacher-initialised students need to keep attention intact.
-    hidden_size: tuple[int, ...] = (96, 192, 288, 384)
-    num_heads: tuple[int, ...] = (3, 6, 12)
-    intermediate_size: tuple[int, ...] = (256, 512, 768, 1024, 1536)
+    A dimension left ``null`` is derived from the teacher when the study opens
+    (``paretokd.search.space.resolve``), so ``space: auto`` (every dimension
+    ``null``, the default) fits any teacher: layers from 1 to the teacher's,
+    widths in steps of the teacher's head size up to its width, heads of the
+    teacher's head size, and sixths of the teacher's FFN width.
+    """
+
+    num_layers: tuple[int, int] | None = None
+    """``[lo, hi]``; ``null``: 1 to the teacher's layer count."""
+    hidden_size: tuple[int, ...] | None = None
+    """``null``: every multiple of the head size up to the teacher's width."""
+    num_heads: tuple[int, ...] | None = None
+    """Head counts sampled for every width (each width divisible by each count).
+    ``null``: no choice, a width of ``h`` has ``h / head_size`` heads."""
+    head_size: int | None = None
+    """Width of one attention head when ``num_heads`` is ``null``; ``null``: the teacher's."""
+    intermediate_size: tuple[int, ...] | None = None
+    """FFN widths; ``null``: 1/6 to 6/6 of the teacher's, rounded to multiples of 8."""
     precision: tuple[Literal["fp32", "int8", "fp16"], ...] = ("fp32", "int8")
     """What a student may ship as: ``int8`` is ONNX Runtime's dynamic quantisation (CPU);
     with ``latency.device: cuda`` it stands for ``fp16``, the half-precision graph."""
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every dimension is set (the space has been derived from its teacher)."""
+        sizes = (self.num_layers, self.hidden_size, self.intermediate_size)
+        return all(v is not None for v in sizes) and (self.num_heads or self.head_size) is not None
 
 
 @dataclass(frozen=True)
@@ -189,10 +206,18 @@ class DistillSpec:
     batch_size: int = 16
     proxy_steps: int = 30
     final_steps: int = 200
-    learning_rate: float = 2e-3
+    learning_rate: float | None = None
+    """``null``: each student's own rate, from its share of the teacher's weights
+    (``paretokd.distill.recipe.learning_rate``, chosen by ``bench/learning_rate.py``);
+    a number: that rate for every student."""
     weight_decay: float = 0.01
     teacher_init: bool = True
     """Start students from a slice of the teacher's weights instead of random ones."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the teacher's outputs and every distillation run: ``auto`` is CUDA when
+    present (bf16 autocast), else the CPU. Independent of ``latency.device``: train on
+    a GPU, time on the CPU that will serve. Not part of the study's identity, so
+    workers with and without a GPU share one study."""
 
 
 @dataclass(frozen=True)
@@ -280,14 +305,16 @@ class StudySpec:
     def identity(self) -> dict[str, Any]:
         """The part of the spec that decides what a trial measures.
 
-        Budgets, the trial count, the sampler, the final-training length and the
-        evaluation set may change between runs of one study; everything else may not, because it
-        would put incomparable trials on one front.
+        Budgets, the trial count, the sampler, the final-training length, the
+        training device and the evaluation set may change between runs of one
+        study; everything else may not, because it would put incomparable trials
+        on one front.
         """
         out = self.to_dict()
         for key in ("name", "budgets", "trials", "search", "evaluation"):
             out.pop(key)
         out["distill"].pop("final_steps")
+        out["distill"].pop("device")
         return out
 
     @property
@@ -338,6 +365,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return None
         (hint,) = (a for a in args if a is not type(None))
     origin = get_origin(hint)
+    if hint is SpaceSpec and value == "auto":
+        return SpaceSpec()  # every dimension derived from the teacher
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key)  # type: ignore[arg-type]
     if key == "budgets":
@@ -403,7 +432,8 @@ def validate(spec: StudySpec) -> StudySpec:
             raise ParetokdError(f"{key} must be at least 1, got {value}")
     if spec.search.population_size < 2:
         raise ParetokdError("search.population_size must be at least 2")
-    if not (math.isfinite(spec.distill.learning_rate) and spec.distill.learning_rate > 0):
+    rate = spec.distill.learning_rate
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
         raise ParetokdError("distill.learning_rate must be a number above zero")
     non_negative = {
         "distill.weight_decay": spec.distill.weight_decay,
@@ -415,27 +445,48 @@ def validate(spec: StudySpec) -> StudySpec:
     for key, number in non_negative.items():
         if not (math.isfinite(number) and number >= 0):
             raise ParetokdError(f"{key} must be a number of at least 0, got {number}")
-    space = spec.space
-    if len(space.num_layers) != 2 or not 1 <= space.num_layers[0] <= space.num_layers[1]:
-        raise ParetokdError(
-            f"space.num_layers must be [lo, hi] with 1 <= lo <= hi, got {list(space.num_layers)}"
-        )
-    for key in ("hidden_size", "num_heads", "intermediate_size"):
-        values = getattr(space, key)
-        if min(values) < 1 or len(set(values)) != len(values):
-            raise ParetokdError(f"space.{key} must list distinct positive integers")
-    # Every sampled (hidden, heads) pair must be buildable, so the space is
-    # static and every sampler can use every trial.
-    bad = [(h, a) for h in space.hidden_size for a in space.num_heads if h % a]
-    if bad:
-        pairs = ", ".join(f"{h}/{a}" for h, a in bad[:4])
-        raise ParetokdError(
-            "space: every hidden_size must be divisible by every num_heads "
-            f"(not so for {pairs}); e.g. use multiples of 64 with heads 2, 4 or 8"
-        )
+    _validate_space(spec.space)
     spec = _validate_precision(spec)
     _validate_task(spec)
     return spec
+
+
+def _validate_space(space: SpaceSpec) -> None:
+    """Check the dimensions a spec gives; those left ``null`` are the teacher's to fill."""
+    layers = space.num_layers
+    if layers is not None and (len(layers) != 2 or not 1 <= layers[0] <= layers[1]):
+        raise ParetokdError(
+            f"space.num_layers must be [lo, hi] with 1 <= lo <= hi, got {list(layers)}"
+        )
+    for key in ("hidden_size", "num_heads", "intermediate_size"):
+        values = getattr(space, key)
+        if values is not None and (min(values) < 1 or len(set(values)) != len(values)):
+            raise ParetokdError(f"space.{key} must list distinct positive integers")
+    if space.head_size is not None:
+        if space.head_size < 1:
+            raise ParetokdError(f"space.head_size must be at least 1, got {space.head_size}")
+        if space.num_heads is not None:
+            raise ParetokdError(
+                "space: give num_heads (head counts to sample) or head_size (heads of one "
+                "width), not both"
+            )
+    # Every sampled (hidden, heads) pair must be buildable, so the space is
+    # static and every sampler can use every trial.
+    if space.hidden_size is not None and space.num_heads is not None:
+        bad = [(h, a) for h in space.hidden_size for a in space.num_heads if h % a]
+        if bad:
+            pairs = ", ".join(f"{h}/{a}" for h, a in bad[:4])
+            raise ParetokdError(
+                "space: every hidden_size must be divisible by every num_heads "
+                f"(not so for {pairs}); e.g. use multiples of 64 with heads 2, 4 or 8"
+            )
+    if space.hidden_size is not None and space.head_size is not None:
+        bad_widths = [h for h in space.hidden_size if h % space.head_size]
+        if bad_widths:
+            raise ParetokdError(
+                f"space: every hidden_size must be a multiple of head_size {space.head_size} "
+                f"(not so for {', '.join(map(str, bad_widths[:4]))})"
+            )
 
 
 def _validate_precision(spec: StudySpec) -> StudySpec:

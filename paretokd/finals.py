@@ -6,15 +6,25 @@ of the study. A student over its budget is timed once more; still over, the
 next best candidate that fits takes its place (confirmed and distilled in
 turn), and the pick records why. A budget that no candidate keeps ends with no
 student and a reason, never with a student that breaks it.
+
+Workers share the finals (``search.claims``): the first to get here stores the
+plan (the picks) in a round beside the study, each architecture's final is one
+unit that one worker claims, and every worker waits until all are done and
+reads them back, so each writes every pick. One process alone takes every unit
+in turn, as it always did.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import platform
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FixedTrial
@@ -27,6 +37,7 @@ from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
 from paretokd.records import (
     REFERENCE_FOLDER,
+    Arch,
     FinalStudent,
     Fingerprint,
     LatencyStats,
@@ -35,8 +46,9 @@ from paretokd.records import (
     ReferenceStudent,
     TrialRecord,
 )
-from paretokd.search import confirm, recommend, space
+from paretokd.search import claims, confirm, recommend, space
 from paretokd.search.context import Context, time_onnx
+from paretokd.search.trial import worker
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +58,13 @@ ProgressFactory = Callable[[str, int], Callable[[int, float], None]]
 MAX_FALLBACKS = 2
 """Candidates tried after the pick for one budget before the budget is given up."""
 
+CLAIMS_KIND = "finals"
+"""The finals' rounds of claims are the studies ``<study>.finals.<n>`` in the study's storage."""
 
-def time_final(path: Path, ctx: Context) -> LatencyStats:
+
+def time_final(path: Path, ctx: Context, precision: str) -> LatencyStats:
     """Time a shipped graph as the study timed its candidates, with the confirmation's rounds."""
-    return time_onnx(path, ctx, ctx.spec.latency.confirm_rounds)
+    return time_onnx(path, ctx, precision, ctx.spec.latency.confirm_rounds)
 
 
 @dataclass
@@ -66,6 +81,8 @@ class Shipping:
     """Architecture id → its finished student in this run (distilled once, copied)."""
     models: dict[str, PreTrainedModel] = field(default_factory=dict)
     """Folder → the trained model (for the evaluation)."""
+    elsewhere: dict[str, str] = field(default_factory=dict)
+    """Folder → ``host:path`` of a student another machine distilled, whose files are not here."""
     _full_train: TeacherTargets | None = None
 
     @property
@@ -101,22 +118,313 @@ def ship(
 ) -> tuple[list[Pick], list[FinalStudent]]:
     """Distil and check every pick; then the reference, when ``with_reference``.
 
+    The work is shared with every other worker of the study that reaches its
+    finals: each architecture is claimed by one of them, and this process
+    returns once all are done, with every pick (:mod:`paretokd.search.claims`).
+    A worker that joins a round follows its plan, so all of them ship the
+    same picks. A student distilled on another machine is copied here when its
+    folder can be read (a shared output folder or file system); otherwise it is
+    listed with its figures, its files stay where they were made, and it is in
+    :attr:`Shipping.elsewhere`.
+
     Returns:
         The picks as shipped (a fallback, or no trial and a reason, where a
         budget was not kept) and the final students, the reference's last.
     """
+    ref = reference.arch if with_reference and reference is not None else None
+    plan = Plan.make(s.spec, picks, ref)
+    if not plan.units():
+        return list(picks), []  # nothing fits any budget: each pick says why
+    rnd = claims.open_round(
+        s.study, CLAIMS_KIND, plan.key, plan.family, plan.to_json(), plan.unit_keys()
+    )
+    if rnd.key != plan.key:  # another worker planned it, from its own view of the study
+        log.info("finals: following the picks of %s", rnd.study.study_name)
+        plan = Plan.from_json(rnd.plan, recommend.trials(s.study))
+    units = {u.key: u for u in plan.units()}
+    mine: dict[str, UnitDone] = {}  # this process's units, kept as they are (no round trip)
+
+    def run_unit(key: str) -> dict[str, Any]:
+        mine[key] = _ship_unit(s, plan, units[key])
+        return mine[key].to_json(s.out_dir)
+
+    raw = claims.work(rnd, run_unit)
+    others = {key: value for key, value in raw.items() if key not in mine}
+    known = recommend.trials(s.study) if others else []  # their picks' records, read once
+    done = {key: UnitDone.from_json(value, known) for key, value in others.items()}
+    return _gather(s, plan, {**done, **mine})
+
+
+def with_scores(students: list[FinalStudent], scored: list[FinalStudent]) -> list[FinalStudent]:
+    """``students`` in their order, each replaced by its copy in ``scored`` where it has one."""
+    by_folder = {f.folder: f for f in scored}
+    return [by_folder.get(f.folder, f) for f in students]
+
+
+# --- the plan and the units workers claim -------------------------------------------------
+
+
+def _pick_json(pick: Pick) -> dict[str, Any]:
+    """A pick as the round stores it: its trial by number (the study holds the record)."""
+    number = pick.trial.number if pick.trial is not None else None
+    return {
+        "budget_ms": pick.budget_ms,
+        "trial": number,
+        "reason": pick.reason,
+        "fallback": pick.fallback,
+    }
+
+
+def _pick_from(raw: dict[str, Any], trials: dict[int, TrialRecord]) -> Pick:
+    number = raw["trial"]
+    trial = None if number is None else trials[int(number)]
+    return Pick(float(raw["budget_ms"]), trial, raw["reason"], raw["fallback"])
+
+
+def _by_number(trials: list[TrialRecord]) -> dict[int, TrialRecord]:
+    return {t.number: t for t in trials}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One claim: an architecture's final, shipped to every folder that picked it."""
+
+    arch_id: str
+    folders: tuple[str, ...]
+    """Budgets (``10ms``), and :data:`REFERENCE_FOLDER` when the reference is this architecture."""
+
+    @property
+    def key(self) -> str:
+        """How the round names it: its folders (``10ms+20ms``)."""
+        return "+".join(self.folders)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run's finals distil: the picks, and the reference when it is scored too.
+
+    The first worker to reach the finals stores it; every worker follows it.
+    """
+
+    picks: tuple[Pick, ...]
+    reference: Arch | None
+    """The hand-crafted student's architecture, when it gets the same final training."""
+    final_steps: int
+    spec_hash: str
+    trials: int
+    """The study's total of trials the picks were made from (``spec.trials``)."""
+
+    @classmethod
+    def make(cls, spec: StudySpec, picks: list[Pick], reference: Arch | None) -> Plan:
+        """This worker's plan; the reference only when some budget has a pick to compare."""
+        if not any(p.trial is not None for p in picks):
+            reference = None
+        return cls(tuple(picks), reference, spec.distill.final_steps, spec.hash, spec.trials)
+
+    def units(self) -> list[Unit]:
+        """One unit per architecture, in the picks' order (two budgets may share one)."""
+        folders: dict[str, list[str]] = {}
+        for p in self.picks:
+            if p.trial is not None:
+                folders.setdefault(p.trial.arch.id, []).append(p.budget)
+        if self.reference is not None:
+            folders.setdefault(self.reference.id, []).append(REFERENCE_FOLDER)
+        return [Unit(arch_id, tuple(f)) for arch_id, f in folders.items()]
+
+    def unit_keys(self) -> list[str]:
+        """The units' keys, in the order they are taken."""
+        return [u.key for u in self.units()]
+
+    def pick(self, folder: str) -> Pick:
+        """The pick of budget ``folder``."""
+        return next(p for p in self.picks if p.budget == folder)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready (the round's plan attribute)."""
+        return {
+            "picks": [_pick_json(p) for p in self.picks],
+            "reference": self.reference.to_dict() if self.reference is not None else None,
+            "final_steps": self.final_steps,
+            "spec_hash": self.spec_hash,
+            "trials": self.trials,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], trials: list[TrialRecord]) -> Plan:
+        """Inverse of :meth:`to_json`, the picks' records read from the study's ``trials``."""
+        known = _by_number(trials)
+        ref = raw["reference"]
+        return cls(
+            tuple(_pick_from(p, known) for p in raw["picks"]),
+            Arch.from_dict(ref) if ref is not None else None,
+            int(raw["final_steps"]),
+            str(raw["spec_hash"]),
+            int(raw["trials"]),
+        )
+
+    @property
+    def key(self) -> str:
+        """Identifies the plan exactly: the same picks, the same recipe."""
+        return _digest(self.to_json())
+
+    @property
+    def family(self) -> str:
+        """What another worker's plan must share for this one to follow it instead.
+
+        Two workers of one run may pick from slightly different views of the
+        study (the other's last trial, a confirmation); a rerun with other
+        budgets, more trials or another final length must not follow an old round.
+        """
+        budgets = [p.budget_ms for p in self.picks]
+        same = [self.spec_hash, self.final_steps, self.trials, budgets, self.reference is not None]
+        return _digest(same)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a unit shipped to one folder."""
+
+    folder: str
+    pick: Pick | None
+    """The pick as shipped (a fallback, or none and why); ``None`` for the reference."""
+    student: FinalStudent | None
+
+
+@dataclass(frozen=True)
+class UnitDone:
+    """A finished unit, as its worker stores it on its claim."""
+
+    worker: str
+    """``host:pid`` of the process that distilled it."""
+    out_dir: Path
+    """That process's output folder (absolute, on its host)."""
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def host(self) -> str:
+        """The machine it was distilled on."""
+        return self.worker.rpartition(":")[0]
+
+    def outcome(self, folder: str) -> Outcome:
+        """What it shipped to ``folder``."""
+        return next(o for o in self.outcomes if o.folder == folder)
+
+    def to_json(self, base: Path) -> dict[str, Any]:
+        """JSON-ready; students' folders relative to ``base``, the worker's output folder."""
+        return {
+            "worker": self.worker,
+            "out_dir": str(self.out_dir),
+            "outcomes": [
+                {
+                    "folder": o.folder,
+                    "pick": _pick_json(o.pick) if o.pick is not None else None,
+                    "student": o.student.to_json(base) if o.student is not None else None,
+                }
+                for o in self.outcomes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], trials: list[TrialRecord]) -> UnitDone:
+        """Inverse of :meth:`to_json`; students' folders as paths on the worker's host."""
+        out_dir = Path(raw["out_dir"])
+        known = _by_number(trials)
+        outcomes = tuple(
+            Outcome(
+                str(o["folder"]),
+                _pick_from(o["pick"], known) if o["pick"] is not None else None,
+                FinalStudent.from_json(o["student"], out_dir) if o["student"] is not None else None,
+            )
+            for o in raw["outcomes"]
+        )
+        return cls(str(raw["worker"]), out_dir, outcomes)
+
+
+def _ship_unit(s: Shipping, plan: Plan, unit: Unit) -> UnitDone:
+    """Distil, check and ship one claimed architecture for each of its folders."""
+    outcomes = []
+    for folder in unit.folders:
+        if folder == REFERENCE_FOLDER:
+            assert plan.reference is not None
+            # Scored against the picks, the reference gets the same final training
+            # (or a copy, when a pick is the reference's architecture).
+            job = final.Job(REFERENCE_FOLDER, plan.reference, None, None)
+            outcomes.append(Outcome(folder, None, _distil(s, job)))
+        else:
+            kept, student = _ship_pick(s, plan.pick(folder))
+            outcomes.append(Outcome(folder, kept, student))
+    return UnitDone(worker(), s.out_dir.resolve(), tuple(outcomes))
+
+
+def _gather(
+    s: Shipping, plan: Plan, done: dict[str, UnitDone]
+) -> tuple[list[Pick], list[FinalStudent]]:
+    """Every unit's outcomes in the plan's order, students' files brought here when they can be."""
+    units = {folder: u for u in plan.units() for folder in u.folders}
+    for u in plan.units():
+        if _lost_here(s, done[u.key]):
+            log.warning("finals: %s was distilled here but its files are gone: again", u.key)
+            done[u.key] = _ship_unit(s, plan, u)
     shipped: list[Pick] = []
-    finals: list[FinalStudent] = []
-    for p in picks:
-        kept, student = _ship_pick(s, p)
-        shipped.append(kept)
-        if student is not None:
-            finals.append(student)
-    if with_reference and reference is not None and finals:
-        # Scored against the picks, the reference gets the same final training
-        # (or a copy, when a pick is the reference's architecture).
-        finals.append(_distil(s, final.Job(REFERENCE_FOLDER, reference.arch, None, None)))
-    return shipped, finals
+    students: list[FinalStudent] = []
+    for p in plan.picks:
+        if p.trial is None:
+            shipped.append(p)
+            continue
+        unit = done[units[p.budget].key]
+        got = unit.outcome(p.budget)
+        assert got.pick is not None
+        shipped.append(got.pick)
+        if got.student is not None:
+            students.append(_adopt(s, got.student, unit))
+    if plan.reference is not None and students:
+        unit = done[units[REFERENCE_FOLDER].key]
+        got = unit.outcome(REFERENCE_FOLDER)
+        assert got.student is not None
+        students.append(_adopt(s, got.student, unit))
+    return shipped, students
+
+
+def _job_of(student: FinalStudent) -> final.Job:
+    return final.Job(student.folder, student.arch, student.budget_ms, student.trial)
+
+
+def _readable(s: Shipping, student: FinalStudent, unit: UnitDone) -> bool:
+    """Whether the student's finished folder can be read from this machine."""
+    return final.finished(_job_of(student), s.spec, unit.out_dir) is not None
+
+
+def _lost_here(s: Shipping, unit: UnitDone) -> bool:
+    """A unit this machine distilled into this output folder, whose files are gone since."""
+    here = unit.host == platform.node() and unit.out_dir == s.out_dir.resolve()
+    students = [o.student for o in unit.outcomes if o.student is not None]
+    return here and any(not _readable(s, st, unit) for st in students)
+
+
+def _adopt(s: Shipping, student: FinalStudent, unit: UnitDone) -> FinalStudent:
+    """``student`` in this run's folder: made here, copied here, or left on its machine."""
+    if student.folder in s.models:
+        return student  # this process distilled it
+    if _readable(s, student, unit):  # this output folder, or one shared with its worker
+        here = final.copy_student(student, _job_of(student), s.out_dir, s.spec)
+        s.models[here.folder] = final.load_model(here, s.teacher)
+        return here
+    s.elsewhere[student.folder] = f"{unit.host}:{student.dir}"
+    log.warning(
+        "finals: %s was distilled by %s into %s, not readable here: listed with its "
+        "figures, its files stay on that machine",
+        student.folder,
+        unit.worker,
+        student.dir,
+    )
+    return student
+
+
+# --- one budget, with its fallbacks -------------------------------------------------------
 
 
 def _ship_pick(s: Shipping, pick: Pick) -> tuple[Pick, FinalStudent | None]:
@@ -183,7 +491,7 @@ def _checked(s: Shipping, student: FinalStudent) -> FinalStudent:
     log.info(
         "%s: p50 %.2f ms is over budget; timing it again", student.folder, student.latency.p50_ms
     )
-    again = time_final(student.onnx, s.ctx)
+    again = time_final(student.onnx, s.ctx, student.arch.precision)
     return final.retimed(student, again, s.fingerprint, s.spec)
 
 
@@ -209,7 +517,7 @@ def _distil(s: Shipping, job: final.Job) -> FinalStudent:
             s.full_train,
             s.ctx.proxy_eval,
             s.ctx.slicing,
-            lambda path: time_final(path, s.ctx),
+            lambda path: time_final(path, s.ctx, job.arch.precision),
             s.fingerprint,
             s.out_dir,
             progress=s.progress(label, steps) if s.progress else None,

@@ -21,10 +21,11 @@ from transformers import PreTrainedModel
 
 from paretokd import config, finals, latency, logs, report
 from paretokd.config import StudySpec
+from paretokd.distill import device as devices
 from paretokd.distill import scoring
 from paretokd.errors import ParetokdError
 from paretokd.finals import ProgressFactory
-from paretokd.latency.graph import GraphModel, reduce_precision
+from paretokd.latency.graph import GraphModel
 from paretokd.models import data
 from paretokd.models import teacher as teacher_mod
 from paretokd.records import (
@@ -135,7 +136,7 @@ def run(
     Everything a user can get wrong is checked before anything is written.
 
     Args:
-        spec: The resolved study spec.
+        spec: The study spec; its space is derived from the teacher here (``space.resolve``).
         out: Output folder; ``runs/<study name>`` by default.
         storage: Optuna storage URL; SQLite in the output folder by default.
         do_final: Distil and export the picks (``--no-final`` skips it).
@@ -162,7 +163,10 @@ def run(
         if do_final:
             with_reference = setup.evalset is not None
             picks, students = finals.ship(shipping, picks, searched.reference, with_reference)
-        evaluation, students = evaluate(setup, searched, teacher, students, shipping.models)
+        # A student distilled on another machine, whose files are not here, keeps no score.
+        here = [f for f in students if f.folder not in shipping.elsewhere]
+        evaluation, scored = evaluate(setup, searched, teacher, here, shipping.models)
+        students = finals.with_scores(students, scored)
     finally:
         clean_workdir(searched.ctx.workdir)  # the teacher's graphs, every timing's anchor
     record = RunRecord(
@@ -203,7 +207,9 @@ def prepare(spec: StudySpec, out: str | Path | None, url: str | None, workers: i
     if workers < 1:
         raise ParetokdError(f"--workers must be at least 1, got {workers}")
     teacher = teacher_mod.load(spec.teacher, spec.task)
-    space.check_against_teacher(spec.space, teacher.dims)
+    spec = space.resolve(spec, teacher.dims)
+    log.info("search space: %s", space.describe(spec.space))
+    devices.resolve(spec.distill.device)  # logs it; no CUDA for distill.device: cuda stops here
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
     evalset = scoring.load(spec, teacher, config.cache_dir())
     log.info(
@@ -308,9 +314,7 @@ def evaluate(
     tok, spec = setup.teacher.tokenizer, setup.spec
     teacher_score = scoring.score(setup.teacher.model, tok, evalset, spec)
     qt = searched.quantized_teacher
-    quantized = GraphModel(
-        reduce_precision(context.anchor_onnx(searched.ctx), qt.arch.precision), spec.latency
-    )
+    quantized = GraphModel(context.anchor_onnx(searched.ctx, qt.arch.precision), spec.latency)
     evaluation = Evaluation(
         evalset.description,
         evalset.metric,

@@ -339,9 +339,10 @@ def test_hash_changes_with_what_a_trial_measures(
 
 
 def test_to_dict_is_json_ready_with_budgets_as_written() -> None:
-    out = StudySpec(budgets=(2.5, 10.0)).to_dict()
+    out = StudySpec(budgets=(2.5, 10.0), space=SpaceSpec(num_layers=(1, 6))).to_dict()
     assert out["budgets"] == ["2.5ms", "10ms"]
     assert out["space"]["num_layers"] == [1, 6]
+    assert out["space"]["hidden_size"] is None  # left to the teacher
     assert isinstance(out["latency"], dict)
 
 

@@ -345,12 +345,21 @@ def test_a_drifting_machine_is_logged_and_recorded_on_the_study(
     # Only the spec, the teacher and the workdir matter to the drift guard.
     unused = {f.name: None for f in dataclasses.fields(context.Context)}
     ctx = context.Context(
-        **{**unused, "spec": spec, "teacher": from_model("tiny", teacher, tok), "workdir": tmp_path}
+        **{
+            **unused,
+            "spec": spec,
+            "teacher": from_model("tiny", teacher, tok),
+            "workdir": tmp_path,
+            "anchor_ms": {},
+        }
     )
     study = optuna.create_study(directions=["minimize", "minimize"])
     assert teacher_timing.check_drift(study, ctx) is False  # nothing stored yet: nothing to compare
     stats = teacher_timing.calibrate(study, ctx)
-    assert ctx.anchor_ms == stats.p50_ms
+    assert ctx.anchor_ms["fp32"] == stats.p50_ms
+    # The int8 teacher too: int8 graphs are paired with it, on its own scale.
+    int8 = LatencyStats.from_json(study.user_attrs["teacher_latency_int8"])
+    assert ctx.anchor_ms["int8"] == int8.p50_ms > 0
     assert (tmp_path / "teacher.onnx").is_file()
     # The study says the teacher ran 3x faster than this machine runs it now.
     study.set_user_attr("teacher_latency", {**stats.to_json(), "p50_ms": stats.p50_ms / 3})

@@ -63,9 +63,9 @@ def test_a_round_slowed_by_a_neighbour_does_not_count() -> None:
     assert quiet_rounds(noisy, anch, 0.03) == [0, 1]
 
 
-def _over_budget(path: Path, ctx: Context) -> LatencyStats:
+def _over_budget(path: Path, ctx: Context, precision: str) -> LatencyStats:
     """A shipped-graph timer that reads every student far over any budget of the tests."""
-    real = time_onnx(path, ctx, ctx.spec.latency.confirm_rounds)
+    real = time_onnx(path, ctx, precision, ctx.spec.latency.confirm_rounds)
     return replace(real, p50_ms=999.0, ci_ms=(990.0, 1010.0))
 
 
@@ -91,11 +91,13 @@ def test_a_student_over_budget_falls_back_to_the_next_candidate_that_fits(
     out = tmp_path / "run"
     calls: list[Path] = []
 
-    def timer(path: Path, ctx: Context) -> LatencyStats:
+    def timer(path: Path, ctx: Context, precision: str) -> LatencyStats:
         # The first student shipped reads over budget twice: when it is exported and
         # when it is timed again.
         calls.append(path)
-        return _over_budget(path, ctx) if len(calls) <= 2 else time_final(path, ctx)
+        if len(calls) <= 2:
+            return _over_budget(path, ctx, precision)
+        return time_final(path, ctx, precision)
 
     monkeypatch.setattr(finals, "time_final", timer)
     result = CliRunner().invoke(main, [*tiny_args, "--out", str(out)])

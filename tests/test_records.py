@@ -36,7 +36,17 @@ def _stats(p50: float) -> LatencyStats:
 def _record(out_dir: Path) -> RunRecord:
     """A run with two budgets (one picked and distilled, one without a fit) and a reference."""
     arch = Arch(2, 64, 4, 128)
-    trial = TrialRecord(3, arch, 12345, 0.4, _stats(4.0), over_budget_ms=-16.0, on_front=True)
+    trial = TrialRecord(
+        3,
+        arch,
+        12345,
+        0.4,
+        _stats(4.0),
+        over_budget_ms=-16.0,
+        on_front=True,
+        confirmed=_stats(4.05),  # timed again near its budget: read back as a record too
+        trained_on="cpu",
+    )
     picks = (Pick(10.0, trial), Pick(1.0, None, "nothing fits 1ms"))
     student = FinalStudent(
         folder="10ms",

@@ -15,6 +15,13 @@ from paretokd.search.space import check_against_teacher, suggest
 SMALL = SpaceSpec(
     num_layers=(2, 4), hidden_size=(32, 64), num_heads=(2, 4), intermediate_size=(64, 128)
 )
+HEADS = SpaceSpec(
+    num_layers=(1, 6),
+    hidden_size=(96, 192, 288, 384),
+    num_heads=(3, 6, 12),
+    intermediate_size=(256, 512, 768, 1024, 1536),
+)
+"""A space that samples head counts for every width (a spec that names them)."""
 
 
 def _params(
@@ -77,9 +84,9 @@ def test_arch_is_hashable_and_frozen() -> None:
 @pytest.mark.parametrize(
     ("space", "params"),
     [
-        (SpaceSpec(), _params(3, 288, 6, 1024)),
-        (SpaceSpec(), _params(1, 96, 3, 256)),
-        (SpaceSpec(), _params(6, 384, 12, 1536)),
+        (HEADS, _params(3, 288, 6, 1024)),
+        (HEADS, _params(1, 96, 3, 256)),
+        (HEADS, _params(6, 384, 12, 1536)),
         (SMALL, _params(4, 32, 2, 128)),
     ],
 )
@@ -90,18 +97,18 @@ def test_suggest_replays_a_fixed_trial(space: SpaceSpec, params: dict[str, int |
 
 def test_suggest_fixed_trial_categorical_outside_the_space_fails() -> None:
     with pytest.raises(ValueError):
-        suggest(optuna.trial.FixedTrial(_params(2, 100, 3, 256)), SpaceSpec())
+        suggest(optuna.trial.FixedTrial(_params(2, 100, 3, 256)), HEADS)
     with pytest.raises(ValueError):
-        suggest(optuna.trial.FixedTrial(_params(2, 96, 4, 256)), SpaceSpec())
+        suggest(optuna.trial.FixedTrial(_params(2, 96, 4, 256)), HEADS)
     with pytest.raises(ValueError):
-        suggest(optuna.trial.FixedTrial(_params(2, 96, 3, 300)), SpaceSpec())
+        suggest(optuna.trial.FixedTrial(_params(2, 96, 3, 300)), HEADS)
 
 
 def test_suggest_fixed_trial_layers_outside_the_range_only_warn() -> None:
     # Optuna's FixedTrial warns (and returns the value) for an int out of range,
     # so suggest() does not catch a replayed num_layers outside the space.
     with pytest.warns(UserWarning, match="out of the range"):
-        arch = suggest(optuna.trial.FixedTrial(_params(9, 96, 3, 256)), SpaceSpec())
+        arch = suggest(optuna.trial.FixedTrial(_params(9, 96, 3, 256)), HEADS)
     assert arch.num_layers == 9
 
 
@@ -109,10 +116,10 @@ def test_suggest_fixed_trial_missing_param_fails() -> None:
     params = _params(2, 128, 2, 256)
     del params["num_heads"]
     with pytest.raises(ValueError):
-        suggest(optuna.trial.FixedTrial(params), SpaceSpec())
+        suggest(optuna.trial.FixedTrial(params), HEADS)
 
 
-@pytest.mark.parametrize(("space", "seed"), [(SpaceSpec(), 0), (SpaceSpec(), 1), (SMALL, 2)])
+@pytest.mark.parametrize(("space", "seed"), [(HEADS, 0), (HEADS, 1), (SMALL, 2)])
 def test_sampled_archs_are_buildable_and_inside_the_space(space: SpaceSpec, seed: int) -> None:
     study = optuna.create_study(
         directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed)
@@ -149,7 +156,7 @@ def test_sampling_is_seeded() -> None:
         out = []
         for _ in range(20):
             trial = study.ask()
-            out.append(suggest(trial, SpaceSpec()))
+            out.append(suggest(trial, HEADS))
             study.tell(trial, [0.0, 0.0])
         return out
 
@@ -163,8 +170,8 @@ TEACHER = Arch(num_layers=6, hidden_size=384, num_heads=12, intermediate_size=15
 
 
 def test_check_against_teacher_passes_at_equality() -> None:
-    # The default space tops out exactly at MiniLM-L6's sizes.
-    check_against_teacher(SpaceSpec(), TEACHER)
+    # This space tops out exactly at MiniLM-L6's sizes.
+    check_against_teacher(HEADS, TEACHER)
     check_against_teacher(
         SpaceSpec(num_layers=(6, 6), hidden_size=(384,), num_heads=(2,), intermediate_size=(1536,)),
         TEACHER,

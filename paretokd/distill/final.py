@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 
 from paretokd import latency
 from paretokd.config import StudySpec
+from paretokd.distill import device as devices
 from paretokd.distill import recipe
 from paretokd.distill.recipe import Slicing
 from paretokd.distill.targets import TeacherTargets, make_batches
@@ -56,7 +57,8 @@ def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> Teach
         * cfg.hidden_size
         * 2  # float16
     )
-    return TeacherTargets(teacher.model, batches, keep=worst <= CACHE_LIMIT_BYTES)
+    device = devices.resolve(spec.distill.device)
+    return TeacherTargets(teacher.model, batches, keep=worst <= CACHE_LIMIT_BYTES, device=device)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ def distill_and_export(
         parity_max_abs_diff=diff,
         steps=done.result.steps,
         dir=target,
+        learning_rate=done.result.learning_rate,
     )
     _write_marker(partial, final, _key(job.arch, spec))
     shutil.rmtree(target, ignore_errors=True)

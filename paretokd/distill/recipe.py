@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedModel
 
 from paretokd.config import StudySpec
+from paretokd.distill import device as devices
 from paretokd.distill.losses import Projections
 from paretokd.distill.targets import TeacherTargets
 from paretokd.distill.train import DistillResult, evaluate, evaluate_outputs, train
@@ -40,6 +41,47 @@ def build(
     )
 
 
+DEFAULT_LEARNING_RATE = 2e-3
+"""The one rate every student trained at before rates followed the student (bench reference)."""
+
+RATE_FAR = 5e-3
+"""The rule's rate for a student far from the teacher (a small share of its weights)."""
+RATE_EXPONENT = 2.5
+"""The rule's slope: log(rate) against log(1 - the student's share of the teacher's weights)."""
+RATE_MIN = 1e-4
+"""The rule's floor: a student of the teacher's size starts at its outputs; it only keeps them."""
+
+
+def teacher_share(arch: Arch, teacher_dims: Arch) -> float:
+    """The student's encoder weights as a share of the teacher's (attention and FFN matrices).
+
+    A student near 1 starts close to the teacher's outputs (it is sliced from
+    it) and needs small steps to keep them; a small one has far to go.
+    """
+
+    def weights(a: Arch) -> float:
+        return a.num_layers * (4 * a.hidden_size**2 + 2 * a.hidden_size * a.intermediate_size)
+
+    return weights(arch.sizes) / weights(teacher_dims.sizes)
+
+
+def learning_rate(arch: Arch, teacher_dims: Arch, spec: StudySpec) -> float:
+    """The rate ``arch`` trains at: the spec's when it names one, else the rule.
+
+    The rule, ``RATE_FAR x (1 - share) ** RATE_EXPONENT`` kept between
+    ``RATE_MIN`` and ``RATE_FAR`` (share: :func:`teacher_share`), follows the best
+    of six rates for eight students of all-MiniLM-L6-v2 in the search's proxy
+    distillation (``bench/learning_rate.py``): 5e-3 below a tenth of the
+    teacher, 2e-3 at a third, 1e-3 at a half, 1e-4 at the teacher's size. It
+    depends on the architecture only, so a final distillation replays its
+    trial's rate.
+    """
+    if spec.distill.learning_rate is not None:
+        return spec.distill.learning_rate
+    distance = max(0.0, 1.0 - teacher_share(arch, teacher_dims))
+    return min(RATE_FAR, max(RATE_MIN, RATE_FAR * distance**RATE_EXPONENT))
+
+
 def distill(
     model: PreTrainedModel,
     targets: TeacherTargets,
@@ -53,12 +95,15 @@ def distill(
         model,
         targets,
         steps=steps,
-        learning_rate=spec.distill.learning_rate,
+        learning_rate=learning_rate(
+            student.sizes(model.config), student.sizes(targets.teacher.config), spec
+        ),
         weight_decay=spec.distill.weight_decay,
         seed=spec.seed,
         task=spec.task,
         kept_dims=student.kept_dims(slicing.residual_order, model.config.hidden_size),
         progress=progress,
+        device=devices.resolve(spec.distill.device),
     )
 
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from paretokd.distill import device as devices
 from paretokd.models.data import Text
 
 Batch = dict[str, Tensor]
@@ -68,20 +69,30 @@ class TeacherTargets:
     """The teacher's outputs per batch, computed on first use and optionally kept.
 
     Kept for the proxy splits (every trial reuses them); recomputed for the full
-    training split, whose states would not fit in memory.
+    training split, whose states would not fit in memory. The teacher runs on
+    the training ``device`` and its outputs stay there, where the students train.
     """
 
-    def __init__(self, teacher: PreTrainedModel, batches: list[Batch], keep: bool) -> None:
+    def __init__(
+        self,
+        teacher: PreTrainedModel,
+        batches: list[Batch],
+        keep: bool,
+        device: torch.device | None = None,
+    ) -> None:
         self.teacher = teacher
         self.batches = batches
         self.keep = keep
+        self.device = device or torch.device("cpu")
         self._cache: dict[int, Target] = {}
 
     @torch.no_grad()
     def __getitem__(self, index: int) -> Target:
         if index in self._cache:
             return self._cache[index]
-        out = self.teacher(**self.batches[index], output_hidden_states=True)
+        model = devices.on(self.teacher, self.device)
+        with devices.autocast(self.device):
+            out = model(**devices.to(self.batches[index], self.device), output_hidden_states=True)
         # hidden_states[0] is the embedding output; layers start at 1. fp16
         # halves the memory of the kept states at no cost to the loss.
         states = [h.to(torch.float16) for h in out.hidden_states[1:]]
@@ -107,7 +118,7 @@ class TeacherTargets:
         """
         if cache is not None and cache.is_file():
             # weights_only: only tensors are read back, nothing is unpickled.
-            stored = torch.load(cache, weights_only=True)
+            stored = torch.load(cache, weights_only=True, map_location=self.device)
             if len(stored) == len(self):
                 self._cache = {
                     i: Target(list(item["states"]), item.get("logits"))
@@ -121,9 +132,11 @@ class TeacherTargets:
             partial = cache.with_name(cache.name + f".{os.getpid()}.partial")
             stored = []
             for i in range(len(self)):
-                item: dict[str, object] = {"states": self._cache[i].states}
-                if self._cache[i].logits is not None:
-                    item["logits"] = self._cache[i].logits
+                # Written from the CPU, so a worker without this device reads them too.
+                item: dict[str, object] = {"states": [h.cpu() for h in self._cache[i].states]}
+                logits = self._cache[i].logits
+                if logits is not None:
+                    item["logits"] = logits.cpu()
                 stored.append(item)
             torch.save(stored, partial)
             os.replace(partial, cache)  # concurrent workers never see half a file
@@ -139,7 +152,7 @@ def residual_order(targets: TeacherTargets) -> list[int]:
     for index in range(len(targets)):
         mask = targets.batches[index]["attention_mask"].unsqueeze(-1)
         for h in targets[index].states:
-            e = (h.float() ** 2 * mask).sum(dim=(0, 1))
+            e = (h.float().cpu() ** 2 * mask).sum(dim=(0, 1))
             energy = e if energy is None else energy + e
     assert energy is not None, "no batches"
     # stable: equal energies keep their index order, so the result is deterministic

@@ -12,6 +12,7 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from paretokd.config import TaskSpec
+from paretokd.distill import device as devices
 from paretokd.distill.losses import (
     Projections,
     layer_losses,
@@ -34,6 +35,8 @@ class DistillResult:
     train_loss: float
     """Mean training loss over the last 10% of steps."""
     seconds: float
+    learning_rate: float
+    """The peak rate of the schedule."""
 
 
 def _forward(student: PreTrainedModel, batch: Batch) -> tuple[list[Tensor], Tensor | None]:
@@ -70,20 +73,27 @@ def train(
     task: TaskSpec,
     kept_dims: Sequence[int] | None = None,
     progress: Callable[[int, float], None] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[DistillResult, Projections]:
     """Distil ``student`` for ``steps`` steps on the batches of ``targets``.
 
     Batches are visited in a seeded random order, epoch after epoch. The learning
     rate warms up over the first 10% of steps and decays linearly to zero.
+    Training runs on ``device`` (the CPU by default; bf16 autocast where it
+    pays, see ``distill.device``); the student and the projections are back on
+    the CPU when it returns.
 
     Returns:
         The result and the trained projections (needed by :func:`evaluate`).
     """
+    device = device or torch.device("cpu")
     torch.manual_seed(seed)
     teacher_width = targets.teacher.config.hidden_size
     proj = Projections(
         student.config.num_hidden_layers, student.config.hidden_size, teacher_width, kept_dims
     )
+    student.to(device)  # type: ignore[arg-type]  # transformers types .to narrowly
+    proj.to(device)
     params = list(student.parameters()) + list(proj.parameters())
     optim = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     warmup = max(1, steps // 10)
@@ -99,10 +109,12 @@ def train(
         if not order:
             order = torch.randperm(len(targets), generator=gen).tolist()
         index = order.pop()
-        batch = targets.batches[index]
-        loss = batch_loss(
-            _forward(student, batch), targets[index], proj, batch["attention_mask"], task
-        )
+        batch = devices.to(targets.batches[index], device)
+        with devices.autocast(device):
+            states, logits = _forward(student, batch)
+        # The loss in fp32 whatever the forward pass ran in.
+        out = [h.float() for h in states], logits.float() if logits is not None else None
+        loss = batch_loss(out, targets[index], proj, batch["attention_mask"], task)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -113,8 +125,13 @@ def train(
         if progress is not None:
             progress(step + 1, loss.item())
     student.eval()
+    student.to("cpu")  # type: ignore[arg-type]
+    proj.to("cpu")
     result = DistillResult(
-        steps=steps, train_loss=sum(tail) / len(tail), seconds=time.perf_counter() - start
+        steps=steps,
+        train_loss=sum(tail) / len(tail),
+        seconds=time.perf_counter() - start,
+        learning_rate=learning_rate,
     )
     return result, proj
 
@@ -157,16 +174,20 @@ def _held_out(
     baseline = torch.zeros(())
     if task.kind == "regression":
         outputs = [targets[i].logits for i in range(len(targets))]
+        outputs = [o.cpu() if o is not None else None for o in outputs]
         baseline = torch.cat([o for o in outputs if o is not None]).mean(dim=0)
     err = ref = 0.0
     for index in range(len(targets)):
         batch, target = targets.batches[index], targets[index]
         out = last(batch)
+        # Scored on the CPU, where the student is; the teacher's outputs may be elsewhere.
         if task.kind == "agnostic":
-            e, r = squared_sums(proj.maps[-1](out), target.states[-1], batch["attention_mask"])
+            e, r = squared_sums(
+                proj.maps[-1](out), target.states[-1].cpu(), batch["attention_mask"]
+            )
         else:
             assert target.logits is not None
-            e, r = logit_loss_sums(out, target.logits, task.kind, baseline)
+            e, r = logit_loss_sums(out, target.logits.cpu(), task.kind, baseline)
         err += float(e)
         ref += float(r)
     value = err / max(ref, 1e-12)

@@ -189,11 +189,13 @@ SETTLE_MAX_SECONDS = 3.0
 Run = Callable[[], None]
 
 
-def block(run: Run, on_cpu: bool, min_runs: int = BLOCK_MIN_RUNS) -> list[float]:
-    """One block of timed runs (ms): at least ``min_runs`` and :data:`BLOCK_SECONDS`."""
+def block(
+    run: Run, on_cpu: bool, min_runs: int = BLOCK_MIN_RUNS, seconds: float = BLOCK_SECONDS
+) -> list[float]:
+    """One block of timed runs (ms): at least ``min_runs`` runs and ``seconds`` of timed time."""
     times: list[float] = []
     total = 0.0
-    while len(times) < min_runs or total < BLOCK_SECONDS:
+    while len(times) < min_runs or total < seconds:
         c0, w0 = time.thread_time(), time.perf_counter()
         run()
         taken = (time.thread_time() - c0) if on_cpu else (time.perf_counter() - w0)

@@ -126,6 +126,8 @@ class FinalStudent:
     """The student's folder (absolute in memory, relative to the run folder on disk)."""
     score: float | None = None
     """Its score on the evaluation set, when the run has one."""
+    learning_rate: float | None = None
+    """The peak rate of its final distillation: its trial's (``distill.recipe.learning_rate``)."""
 
     @property
     def onnx(self) -> Path:
@@ -154,6 +156,7 @@ class FinalStudent:
             "dir": _relative(self.dir, base),
             "onnx": _relative(self.onnx, base),
             "score": self.score,
+            "learning_rate": self.learning_rate,
         }
 
     @classmethod
@@ -170,6 +173,7 @@ class FinalStudent:
             steps=int(raw["steps"]),
             dir=(base / raw["dir"]).resolve(),
             score=raw.get("score"),
+            learning_rate=raw.get("learning_rate"),
         )
 
     def for_job(self, folder: str, budget_ms: float | None, trial: int | None) -> FinalStudent:

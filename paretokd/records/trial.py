@@ -24,6 +24,8 @@ class Attr:
     TIMINGS = "timings"
     CACHED_FROM = "cached_from"
     WORKER = "worker"
+    TRAINED_ON = "trained_on"
+    LEARNING_RATE = "learning_rate"
 
 
 CONSTRAINT = "latency_over_budget_ms"
@@ -67,12 +69,16 @@ class TrialRecord:
     proxy_metric: float | None = None
     """The task metric on the proxy texts' gold labels, when they have labels."""
     train_loss: float | None = None
+    learning_rate: float | None = None
+    """The rate its proxy distillation ran at (``distill.recipe.learning_rate``)."""
     cached_from: str | None = None
     """``trial N`` or ``reference`` when the figures were reused, not measured again."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: ``build_s``, ``latency_s``, ``distill_s``, ``metric_s``."""
     worker: str | None = None
     """``host:pid`` of the process that ran it."""
+    trained_on: str | None = None
+    """The device its distillation ran on (``cpu``, ``cuda (NVIDIA H200)``): ``distill.device``."""
     confirmed: LatencyStats | None = None
     """Its latency timed again, with more rounds, because it lay near a budget
     (``search.confirm``); kept on the study, not on the trial."""
@@ -110,6 +116,8 @@ class TrialRecord:
             Attr.TRAIN_LOSS: self.train_loss,
             Attr.CACHED_FROM: self.cached_from,
             Attr.WORKER: self.worker,
+            Attr.TRAINED_ON: self.trained_on,
+            Attr.LEARNING_RATE: self.learning_rate,
         }
         for key, figure in optional.items():
             if figure is not None:
@@ -126,8 +134,11 @@ class TrialRecord:
     def from_json(cls, raw: dict[str, Any]) -> TrialRecord:
         """Inverse of :meth:`to_json`."""
         fields = {k: v for k, v in raw.items() if k != "arch_id"}
+        confirmed = raw.get("confirmed")
         fields.update(
-            arch=Arch.from_dict(raw["arch"]), latency=LatencyStats.from_json(raw["latency"])
+            arch=Arch.from_dict(raw["arch"]),
+            latency=LatencyStats.from_json(raw["latency"]),
+            confirmed=LatencyStats.from_json(confirmed) if confirmed else None,
         )
         return cls(**fields)
 
@@ -150,6 +161,8 @@ class TrialRecord:
             cached_from=a.get(Attr.CACHED_FROM),
             timings=dict(a.get(Attr.TIMINGS, {})),
             worker=a.get(Attr.WORKER),
+            trained_on=a.get(Attr.TRAINED_ON),
+            learning_rate=a.get(Attr.LEARNING_RATE),
         )
 
 

@@ -164,17 +164,16 @@ def serve(
     Raises:
         ParetokdError: If the study cannot be found or the port cannot be bound.
     """
-    import optuna
     import optuna_dashboard
 
-    from paretokd.search.storage import default_storage
+    from paretokd.search.storage import default_storage, main_studies
 
     if storage is None:
         if out_dir is None:
             raise ParetokdError("pass --out DIR (a run's folder) or --storage URL")
         storage = default_storage(Path(out_dir))
     stor = _open_storage(storage)
-    summaries = optuna.study.get_all_study_summaries(stor)
+    summaries = main_studies(stor)  # the finals' claim studies are not for the dashboard
     names = [s.study_name for s in summaries]
     if study_name is not None and study_name not in names:
         raise ParetokdError(

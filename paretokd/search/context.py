@@ -7,7 +7,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 
 from paretokd import distill, latency
 from paretokd.config import StudySpec
+from paretokd.distill import device as devices
 from paretokd.distill import recipe, scoring
 from paretokd.distill.recipe import Distilled, Slicing
 from paretokd.latency import paired
@@ -45,9 +46,10 @@ class Context:
     """The run's folder: trials attach their ``latency.json`` to its artifact store."""
     proxy_eval_labels: list[float] | None = None
     """Gold labels of the held-out proxy texts, in batch order (task metric objective)."""
-    anchor_ms: float | None = None
-    """The teacher's latency calibrated for the study (``teacher_timing.calibrate``): the
-    scale every paired timing is read on. Set once before the first trial."""
+    anchor_ms: dict[str, float] = field(default_factory=dict)
+    """Per precision, the teacher's latency in it, calibrated for the study
+    (``teacher_timing.calibrate``): the scale every paired timing of that precision is
+    read on. Set once before the first trial."""
 
     @property
     def objective(self) -> Objective:
@@ -60,33 +62,49 @@ def build_student(arch: Arch, ctx: Context) -> PreTrainedModel:
     return recipe.build(arch, ctx.teacher.model, ctx.spec, ctx.slicing)
 
 
-def anchor_onnx(ctx: Context) -> Path:
-    """The teacher's graph, exported once per process: the anchor every timing is paired with."""
+def reduced_precision(spec: StudySpec) -> str:
+    """The precision a quantised model ships in on the study's device: int8, or fp16 on a GPU."""
+    return "fp16" if spec.latency.device == "cuda" else "int8"
+
+
+def anchor_precisions(spec: StudySpec) -> tuple[str, ...]:
+    """The precisions the teacher is calibrated in: fp32, the quantised teacher's, the space's."""
+    return tuple(dict.fromkeys((FP32, reduced_precision(spec), *spec.space.precision)))
+
+
+def anchor_onnx(ctx: Context, precision: str = FP32) -> Path:
+    """The teacher's graph in ``precision``, made once per process: the anchor of that precision.
+
+    Every graph is timed paired with the teacher in its own precision: an int8
+    graph's kernels answer a change of the machine's state (a neighbour on the
+    caches, a frequency change) as the int8 teacher's do, not as fp32 ones do.
+    """
     path = ctx.workdir / "teacher.onnx"
     if not path.exists():
         names = ctx.teacher.tokenizer.model_input_names
         latency.export_onnx(ctx.teacher.model, names, path, ctx.spec.latency)
-    return path
+    return reduce_precision(path, precision)
 
 
-def calibrate_anchor(ctx: Context) -> LatencyStats:
-    """Time the teacher on its own, with care, and make it the scale of ``ctx``'s timings."""
+def calibrate_anchor(ctx: Context, precision: str = FP32) -> LatencyStats:
+    """Time the teacher in ``precision`` on its own, with care: the scale of that precision."""
     vocab = ctx.teacher.config.vocab_size
-    stats = paired.calibrate(anchor_onnx(ctx), ctx.spec.latency, vocab)
-    ctx.anchor_ms = stats.p50_ms
+    stats = paired.calibrate(anchor_onnx(ctx, precision), ctx.spec.latency, vocab)
+    ctx.anchor_ms[precision] = stats.p50_ms
     return stats
 
 
-def time_onnx(path: Path, ctx: Context, rounds: int | None = None) -> LatencyStats:
-    """Time the graph at ``path`` paired with the teacher, on the study's scale.
+def time_onnx(path: Path, ctx: Context, precision: str, rounds: int | None = None) -> LatencyStats:
+    """Time the ``precision`` graph at ``path`` paired with the teacher, on the study's scale.
 
     ``rounds`` defaults to the spec's ``latency.rounds`` (a search trial); a
     confirmation or a shipped student asks for ``latency.confirm_rounds``.
     """
-    assert ctx.anchor_ms is not None, "the anchor is calibrated before any timing"
+    assert precision in ctx.anchor_ms, "the anchor is calibrated before any timing"
     vocab = ctx.teacher.config.vocab_size
-    measured = paired.measure_paired(path, anchor_onnx(ctx), ctx.spec.latency, rounds, vocab)
-    return measured.stats(ctx.anchor_ms)
+    anchor = anchor_onnx(ctx, precision)
+    measured = paired.measure_paired(path, anchor, ctx.spec.latency, rounds, vocab)
+    return measured.stats(ctx.anchor_ms[precision])
 
 
 def time_student(
@@ -96,7 +114,7 @@ def time_student(
     with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
         names = ctx.teacher.tokenizer.model_input_names
         path = latency.export_onnx(model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
-        return time_onnx(reduce_precision(path, precision), ctx, rounds)
+        return time_onnx(reduce_precision(path, precision), ctx, precision, rounds)
 
 
 def graph_scores(done: Distilled, ctx: Context, precision: str) -> tuple[float, float | None]:
@@ -168,6 +186,7 @@ def prepare(
     """
     cache = out_dir / "teacher" if out_dir is not None else None
     tok, d = teacher.tokenizer, spec.data
+    device = devices.resolve(spec.distill.device)
     start = time.perf_counter()
     targets, read = [], []
     eval_order: list[int] = []
@@ -175,7 +194,7 @@ def prepare(
         batches, eval_order = distill.make_batches(
             texts, tok, spec.distill.batch_size, d.max_length
         )
-        targets.append(distill.TeacherTargets(teacher.model, batches, keep=True))
+        targets.append(distill.TeacherTargets(teacher.model, batches, keep=True, device=device))
         path = cache / f"{name}-{_targets_key(spec, teacher, texts)}.pt" if cache else None
         read.append(targets[-1].precompute(path))
     log.info(

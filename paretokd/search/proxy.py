@@ -126,11 +126,13 @@ def validate(
     with tempfile.TemporaryDirectory(prefix="paretokd-proxy-") as tmp:
         workdir = Path(tmp)
         ctx = context.prepare(spec, teacher, splits, workdir, latency.fingerprint(spec.latency))
-        context.calibrate_anchor(ctx)
+        for precision in context.anchor_precisions(spec):
+            context.calibrate_anchor(ctx, precision)
         pool = sample_archs(spec.space, POOL_FACTOR * k, seed)
         measured = []
         for i, arch in enumerate(pool, 1):
-            ms = context.time_student(context.build_student(arch, ctx), ctx).p50_ms
+            model = context.build_student(arch, ctx)
+            ms = context.time_student(model, ctx, arch.precision).p50_ms
             say(f"latency {i}/{len(pool)} {arch.id}: {ms:.2f} ms")
             measured.append((arch, ms))
         chosen = spread_by_latency(measured, k, budget)

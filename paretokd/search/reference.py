@@ -10,16 +10,18 @@ import torch
 from paretokd.distill import scoring
 from paretokd.distill.losses import Projections
 from paretokd.distill.train import evaluate_outputs
-from paretokd.latency.graph import GraphModel, reduce_precision
+from paretokd.latency.graph import GraphModel
 from paretokd.models import student
 from paretokd.models.teacher import Teacher
 from paretokd.records import Arch, ReferenceStudent, TrialRecord
+from paretokd.search import space
 from paretokd.search.context import (
     Context,
     anchor_onnx,
     build_student,
     proxy_distill,
     proxy_metric,
+    reduced_precision,
     time_onnx,
     time_student,
 )
@@ -42,16 +44,9 @@ def enqueue(study: optuna.Study, ctx: Context) -> bool:
         True if it was enqueued.
     """
     arch = handcrafted_arch(ctx.teacher)
-    sp = ctx.spec.space
-    in_space = (
-        sp.num_layers[0] <= arch.num_layers <= sp.num_layers[1]
-        and arch.hidden_size in sp.hidden_size
-        and arch.num_heads in sp.num_heads
-        and arch.intermediate_size in sp.intermediate_size
-    )
-    if not in_space or study.get_trials(deepcopy=False):
+    if not space.contains(ctx.spec.space, arch) or study.get_trials(deepcopy=False):
         return False
-    study.enqueue_trial(arch.to_dict())
+    study.enqueue_trial(space.params(arch, ctx.spec.space))
     return True
 
 
@@ -95,22 +90,18 @@ QUANTIZED_TEACHER_ATTR = "quantized_teacher"
 """Study user attribute holding the reduced-precision teacher's :class:`ReferenceStudent`."""
 
 
-def reduced_precision(ctx: Context) -> str:
-    """The precision a quantised model ships in on the study's device: int8, or fp16 on a GPU."""
-    return "fp16" if ctx.spec.latency.device == "cuda" else "int8"
-
-
 def measure_quantized_teacher(study: optuna.Study, ctx: Context) -> ReferenceStudent:
     """The teacher itself in reduced precision: the cheapest alternative to any student.
 
-    Timed paired with the fp32 teacher and scored, like an int8 candidate, on its
-    graph's own outputs against the fp32 teacher's. Stored in the study.
+    Timed like an int8 candidate (so paired with itself: its own calibration, with
+    an interval) and scored on its graph's own outputs against the fp32 teacher's.
+    Stored in the study.
     """
     stored = study.user_attrs.get(QUANTIZED_TEACHER_ATTR)
     if stored is not None:
         return ReferenceStudent.from_json(stored)
-    precision = reduced_precision(ctx)
-    path = reduce_precision(anchor_onnx(ctx), precision)
+    precision = reduced_precision(ctx.spec)
+    path = anchor_onnx(ctx, precision)
     graph = GraphModel(path, ctx.spec.latency)
     width = ctx.teacher.dims.hidden_size
     loss = evaluate_outputs(
@@ -124,7 +115,7 @@ def measure_quantized_teacher(study: optuna.Study, ctx: Context) -> ReferenceStu
     record = ReferenceStudent(
         arch=replace(ctx.teacher.dims, precision=precision),
         params=ctx.teacher.params,
-        latency=time_onnx(path, ctx, ctx.spec.latency.confirm_rounds),
+        latency=time_onnx(path, ctx, precision, ctx.spec.latency.confirm_rounds),
         proxy_loss=loss,
         proxy_metric=metric,
         name=f"teacher, {precision}",

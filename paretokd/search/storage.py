@@ -44,6 +44,13 @@ def redact(url: str) -> str:
         return "<invalid storage URL>"
 
 
+GRACE_HEARTBEATS = 4
+"""Heartbeats a running trial (or a claim on shared work) may miss before it is retried."""
+
+COMPANION_ATTR = "companion_of"
+"""Study user attribute of a companion study (``search.claims``): the study it serves."""
+
+
 def storage(url: str, heartbeat_seconds: int = 30) -> RDBStorage:
     """An RDB storage with heartbeats, so a killed worker leaves no trial stuck RUNNING.
 
@@ -66,7 +73,7 @@ def storage(url: str, heartbeat_seconds: int = 30) -> RDBStorage:
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_seconds,
-                grace_period=4 * heartbeat_seconds,
+                grace_period=GRACE_HEARTBEATS * heartbeat_seconds,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
@@ -157,6 +164,12 @@ def open_study(
     return study
 
 
+def main_studies(stor: optuna.storages.BaseStorage) -> list[optuna.study.StudySummary]:
+    """The storage's studies, without the companions (the finals' claims) that sit beside them."""
+    summaries = optuna.study.get_all_study_summaries(stor)
+    return [s for s in summaries if COMPANION_ATTR not in s.user_attrs]
+
+
 def load_study(url: str, study_name: str | None) -> optuna.Study:
     """Load an existing study for reading; without a name, the storage's only study.
 
@@ -165,7 +178,7 @@ def load_study(url: str, study_name: str | None) -> optuna.Study:
             storage does not hold exactly one study.
     """
     stor = storage(url)
-    names = [s.study_name for s in optuna.study.get_all_study_summaries(stor)]
+    names = [s.study_name for s in main_studies(stor)]
     if study_name is None:
         if len(names) != 1:
             raise ParetokdError(

@@ -9,8 +9,8 @@ import optuna
 from optuna.trial import TrialState
 
 from paretokd import latency
-from paretokd.records import LatencyStats
-from paretokd.search.context import Context, anchor_onnx, calibrate_anchor
+from paretokd.records import FP32, LatencyStats
+from paretokd.search.context import Context, anchor_onnx, anchor_precisions, calibrate_anchor
 
 log = logging.getLogger(__name__)
 
@@ -19,21 +19,30 @@ TEACHER_LATENCY_ATTR = "teacher_latency"
 """Study user attribute: the teacher's :class:`LatencyStats` at the study's start."""
 
 
+def _attr(precision: str) -> str:
+    """The study attribute of the teacher's calibration in ``precision``."""
+    return TEACHER_LATENCY_ATTR if precision == FP32 else f"{TEACHER_LATENCY_ATTR}_{precision}"
+
+
 def calibrate(study: optuna.Study, ctx: Context) -> LatencyStats:
     """The teacher's own latency, timed with care once per study and stored in it.
 
     It is the scale of every figure of the study (``latency.paired``): a
     candidate's latency is its ratio to the teacher, timed side by side, times
-    this. Sets ``ctx.anchor_ms``; a worker or a rerun reads the stored figure.
+    this. The teacher in each reduced precision (the quantised teacher's, the
+    space's) is calibrated too: graphs of that precision are paired with it.
+    Sets ``ctx.anchor_ms``; a worker or a rerun reads the stored figures.
+
+    Returns:
+        The fp32 teacher's calibration.
     """
-    stored = study.user_attrs.get(TEACHER_LATENCY_ATTR)
-    if stored is None:
-        stats = calibrate_anchor(ctx)
-        study.set_user_attr(TEACHER_LATENCY_ATTR, stats.to_json())
-        return stats
-    stats = LatencyStats.from_json(stored)
-    ctx.anchor_ms = stats.p50_ms
-    return stats
+    for precision in anchor_precisions(ctx.spec):
+        stored = study.user_attrs.get(_attr(precision))
+        if stored is None:
+            study.set_user_attr(_attr(precision), calibrate_anchor(ctx, precision).to_json())
+        else:
+            ctx.anchor_ms[precision] = LatencyStats.from_json(stored).p50_ms
+    return LatencyStats.from_json(study.user_attrs[TEACHER_LATENCY_ATTR])
 
 
 DRIFT_EVERY = 8

@@ -13,7 +13,9 @@ import optuna
 from optuna.trial import TrialState
 from transformers import PreTrainedModel
 
-from paretokd.distill.recipe import Distilled
+from paretokd.config import SpaceSpec
+from paretokd.distill import device as devices
+from paretokd.distill.recipe import Distilled, learning_rate
 from paretokd.models import student
 from paretokd.records import FP32, Arch, Attr, LatencyStats, ReferenceStudent, TrialRecord
 from paretokd.search import space
@@ -69,6 +71,8 @@ def _known(study: optuna.Study, arch: Arch, number: int, ctx: Context) -> _Known
                 over_budget_ms=0.0,
                 proxy_loss=ref.proxy_loss,
                 proxy_metric=ref.proxy_metric,
+                # It trained as any student of its shape does.
+                learning_rate=learning_rate(ref.arch, ctx.teacher.dims, ctx.spec),
             )
             return _Known("reference", ref.latency, as_trial)
     return None
@@ -124,13 +128,18 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
         cached_from=known.source if known else None,
         timings=timings,
         worker=worker(),
+        trained_on=devices.describe(devices.resolve(spec.distill.device)),
     )
     if not measured.feasible:
         done = measured
     elif known is not None and known.trained is not None:
         k = known.trained
         done = replace(
-            measured, value=k.value, proxy_loss=k.proxy_loss, proxy_metric=k.proxy_metric
+            measured,
+            value=k.value,
+            proxy_loss=k.proxy_loss,
+            proxy_metric=k.proxy_metric,
+            learning_rate=k.learning_rate,
         )
     else:
         done = _distil(model, measured, ctx, trial)
@@ -165,6 +174,7 @@ def _distil(
         proxy_loss=loss,
         proxy_metric=metric,
         train_loss=done.result.train_loss,
+        learning_rate=done.result.learning_rate,
         timings=timings,
     )
 
@@ -205,7 +215,7 @@ def add_siblings(
     spec = ctx.spec
     for precision in spec.space.precision:
         arch = replace(measured.arch, precision=precision)
-        if precision == measured.arch.precision or _held(study, arch):
+        if precision == measured.arch.precision or _held(study, arch, spec.space):
             continue
         if _taken(study) >= spec.trials:
             return  # the study has its trials: a sibling counts as one
@@ -232,6 +242,7 @@ def add_siblings(
             proxy_loss=loss,
             proxy_metric=metric,
             train_loss=done.result.train_loss,
+            learning_rate=done.result.learning_rate,
             cached_from=source,
             timings={"sibling_s": time.perf_counter() - t0},
         )
@@ -240,7 +251,7 @@ def add_siblings(
         study.add_trial(
             optuna.trial.create_trial(
                 values=[record.value, record.latency_ms],
-                params=arch.to_dict(),
+                params=space.params(arch, spec.space),
                 distributions=space.distributions(spec.space),
                 user_attrs=collected.user_attrs,
                 constraints=collected.constraints,
@@ -263,10 +274,8 @@ def _taken(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
-def _held(study: optuna.Study, arch: Arch) -> bool:
+def _held(study: optuna.Study, arch: Arch, space_spec: SpaceSpec) -> bool:
     """Whether the study holds a complete or running trial of ``arch``."""
     states = (TrialState.COMPLETE, TrialState.RUNNING)
-    return any(
-        t.params and Arch.from_dict(t.params) == arch
-        for t in study.get_trials(deepcopy=False, states=states)
-    )
+    wanted = space.params(arch, space_spec)
+    return any(t.params == wanted for t in study.get_trials(deepcopy=False, states=states))
