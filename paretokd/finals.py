@@ -32,6 +32,7 @@ from transformers import PreTrainedModel
 
 from paretokd.config import StudySpec, format_budget
 from paretokd.distill import final
+from paretokd.distill.recipe import Distilled
 from paretokd.distill.targets import TeacherTargets
 from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
@@ -79,6 +80,8 @@ class Shipping:
     progress: ProgressFactory | None = None
     done: dict[str, FinalStudent] = field(default_factory=dict)
     """Architecture id → its finished student in this run (distilled once, copied)."""
+    trained: dict[str, Distilled] = field(default_factory=dict)
+    """Sizes id → its final distillation in this run: one training for every precision."""
     models: dict[str, PreTrainedModel] = field(default_factory=dict)
     """Folder → the trained model (for the evaluation)."""
     elsewhere: dict[str, str] = field(default_factory=dict)
@@ -187,9 +190,10 @@ def _by_number(trials: list[TrialRecord]) -> dict[int, TrialRecord]:
 
 @dataclass(frozen=True)
 class Unit:
-    """One claim: an architecture's final, shipped to every folder that picked it."""
+    """One claim: a shape's final distillation, shipped to every folder that picked it."""
 
-    arch_id: str
+    sizes_id: str
+    """The trained sizes (``Arch.sizes.id``), whatever precisions its folders ship."""
     folders: tuple[str, ...]
     """Budgets (``10ms``), and :data:`REFERENCE_FOLDER` when the reference is this architecture."""
 
@@ -222,14 +226,19 @@ class Plan:
         return cls(tuple(picks), reference, spec.distill.final_steps, spec.hash, spec.trials)
 
     def units(self) -> list[Unit]:
-        """One unit per architecture, in the picks' order (two budgets may share one)."""
+        """One unit per trained shape, in the picks' order.
+
+        Two budgets may share an architecture, or its sizes in two precisions
+        (an int8 pick and an fp32 one): one worker distils the sizes once and
+        ships every precision.
+        """
         folders: dict[str, list[str]] = {}
         for p in self.picks:
             if p.trial is not None:
-                folders.setdefault(p.trial.arch.id, []).append(p.budget)
+                folders.setdefault(p.trial.arch.sizes.id, []).append(p.budget)
         if self.reference is not None:
-            folders.setdefault(self.reference.id, []).append(REFERENCE_FOLDER)
-        return [Unit(arch_id, tuple(f)) for arch_id, f in folders.items()]
+            folders.setdefault(self.reference.sizes.id, []).append(REFERENCE_FOLDER)
+        return [Unit(sizes_id, tuple(f)) for sizes_id, f in folders.items()]
 
     def unit_keys(self) -> list[str]:
         """The units' keys, in the order they are taken."""
@@ -508,9 +517,13 @@ def _distil(s: Shipping, job: final.Job) -> FinalStudent:
         log.info("%s: reusing the finished student in %s", job.folder, reused.dir)
         student, model = reused, final.load_model(reused, s.teacher)
     else:
-        log.info("final %s: distilling %s for %d steps", job.folder, job.arch.id, steps)
+        trained = s.trained.get(job.arch.sizes.id)
+        if trained is None:
+            log.info("final %s: distilling %s for %d steps", job.folder, job.arch.id, steps)
+        else:
+            log.info("final %s: %s, distilled once for every precision", job.folder, job.arch.id)
         label = f"final {job.folder}"
-        student, model = final.distill_and_export(
+        student, done = final.distill_and_export(
             job,
             s.spec,
             s.teacher,
@@ -520,8 +533,11 @@ def _distil(s: Shipping, job: final.Job) -> FinalStudent:
             lambda path: time_final(path, s.ctx, job.arch.precision),
             s.fingerprint,
             s.out_dir,
-            progress=s.progress(label, steps) if s.progress else None,
+            progress=s.progress(label, steps) if s.progress and trained is None else None,
+            trained=trained,
         )
+        s.trained[job.arch.sizes.id] = done
+        model = done.model
     s.done[job.arch.id] = student
     s.models[job.folder] = model
     return student

@@ -12,6 +12,7 @@ imports torch only inside the tests that need it, so such a worker starts at onc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -215,6 +216,10 @@ def test_the_plan_claims_each_architecture_once() -> None:
     assert Plan.make(spec, picks[:3], reference=big).family != plan.family
     # Without a pick to compare with, the reference is not distilled.
     assert Plan.make(spec, picks[:1], reference=big).units() == []
+    # The same sizes in two precisions are one unit: trained once, shipped in each.
+    int8 = trial(7, dataclasses.replace(small, precision="int8"))
+    both = Plan.make(spec, [Pick(1.5, int8), Pick(2.0, trials[0])], reference=None)
+    assert both.unit_keys() == ["1.5ms+2ms"]
 
 
 def test_a_worker_killed_mid_final_leaves_every_pick(

@@ -17,7 +17,7 @@ from paretokd import latency
 from paretokd.config import StudySpec
 from paretokd.distill import device as devices
 from paretokd.distill import recipe
-from paretokd.distill.recipe import Slicing
+from paretokd.distill.recipe import Distilled, Slicing
 from paretokd.distill.targets import TeacherTargets, make_batches
 from paretokd.files import write_text
 from paretokd.latency.graph import GraphModel, reduce_precision
@@ -127,29 +127,36 @@ def distill_and_export(
     fingerprint: Fingerprint,
     out_dir: Path,
     progress: Callable[[int, float], None] | None = None,
-) -> tuple[FinalStudent, PreTrainedModel]:
+    trained: Distilled | None = None,
+) -> tuple[FinalStudent, Distilled]:
     """Distil ``job`` for ``spec.distill.final_steps`` steps on the full split and export it.
 
     Writes ``out_dir/students/<folder>/`` with the HF model and tokenizer,
-    ``model.onnx``, ``latency.json`` and ``final.json``. The folder is built
-    under a temporary name and renamed when complete, so a crash never leaves a
-    half-written student where a finished one is expected.
+    ``model.onnx`` (and the graph of its precision), ``latency.json`` and
+    ``final.json``. The folder is built under a temporary name and renamed when
+    complete, so a crash never leaves a half-written student where a finished
+    one is expected.
 
     Args:
         time_graph: Times an exported graph as the study does (paired with the teacher).
+        trained: The same sizes already distilled for another precision: shipped as
+            they are, not trained again (the search trains once for every precision too).
 
     Returns:
-        The final student and the trained model.
+        The final student and its distillation.
 
     Raises:
         RuntimeError: If the ONNX export disagrees with PyTorch (a bug, not user input).
     """
     target = out_dir / "students" / job.folder
-    model = recipe.build(job.arch, teacher.model, spec, slicing)
-    steps = spec.distill.final_steps
-    done = recipe.distill_and_score(
-        model, full_train, proxy_eval, spec, slicing, steps, progress=progress
-    )
+    if trained is not None:
+        done = trained
+    else:
+        built = recipe.build(job.arch, teacher.model, spec, slicing)
+        done = recipe.distill_and_score(
+            built, full_train, proxy_eval, spec, slicing, spec.distill.final_steps, progress
+        )
+    model = done.model
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -183,7 +190,7 @@ def distill_and_export(
     _write_marker(partial, final, _key(job.arch, spec))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
-    return final, model
+    return final, done
 
 
 def retimed(
