@@ -206,6 +206,10 @@ class DistillSpec:
     batch_size: int = 16
     proxy_steps: int = 30
     final_steps: int = 200
+    final_eval_every: int = 50
+    """A final distillation scores the held-out proxy split every this many steps (and at
+    its last) and keeps the best checkpoint; the curve goes into ``final.json`` and the
+    report. 0: no scoring during training, the last step is kept."""
     learning_rate: float | None = None
     """``null``: each student's own rate, from its share of the teacher's weights
     (``paretokd.distill.recipe.learning_rate``, chosen by ``bench/learning_rate.py``);
@@ -314,6 +318,7 @@ class StudySpec:
         for key in ("name", "budgets", "trials", "search", "evaluation"):
             out.pop(key)
         out["distill"].pop("final_steps")
+        out["distill"].pop("final_eval_every")
         out["distill"].pop("device")
         return out
 
@@ -437,6 +442,7 @@ def validate(spec: StudySpec) -> StudySpec:
         raise ParetokdError("distill.learning_rate must be a number above zero")
     non_negative = {
         "distill.weight_decay": spec.distill.weight_decay,
+        "distill.final_eval_every": spec.distill.final_eval_every,
         "latency.warmup_runs": spec.latency.warmup_runs,
         "latency.min_seconds": spec.latency.min_seconds,
         "latency.max_seconds": spec.latency.max_seconds,

@@ -312,6 +312,31 @@ def test_train_decreases_the_loss_and_evaluate_is_finite(teacher: PreTrainedMode
     assert after < before
 
 
+def test_a_watched_training_ships_its_best_held_out_step(teacher: PreTrainedModel) -> None:
+    torch.manual_seed(0)
+    model = student.build(STUDENT, teacher)
+    train_targets = TeacherTargets(teacher, _random_batches(0), keep=True)
+    eval_targets = TeacherTargets(teacher, _random_batches(1), keep=True)
+    # A rate high enough that later steps can undo earlier progress.
+    result, proj = train(
+        model,
+        train_targets,
+        steps=25,
+        learning_rate=5e-2,
+        weight_decay=0.0,
+        seed=0,
+        task=AGNOSTIC,
+        held_out=eval_targets,
+        eval_every=5,
+    )
+    assert [s for s, _ in result.curve] == [5, 10, 15, 20, 25]
+    best_step, best_loss = min(result.curve, key=lambda point: point[1])
+    assert result.best_step == best_step
+    # The weights returned are that step's: scoring them again gives its loss.
+    assert evaluate(model, proj, eval_targets, AGNOSTIC) == pytest.approx(best_loss, rel=1e-5)
+    assert not model.training
+
+
 def test_teacher_targets_are_kept_only_when_asked(teacher: PreTrainedModel) -> None:
     batches = _random_batches(2, n=2)
     kept = TeacherTargets(teacher, batches, keep=True)

@@ -59,6 +59,9 @@ def _record(out_dir: Path) -> RunRecord:
         steps=6,
         dir=out_dir / "students" / "10ms",
         score=0.8,
+        learning_rate=1e-3,
+        curve=((50, 0.4), (100, 0.3)),
+        best_step=100,
     )
     ref_arch = Arch(2, 64, 4, 256)
     ref_final = FinalStudent(

@@ -66,6 +66,7 @@ from paretokd.report import (
     summary_rows,
     write_report,
 )
+from paretokd.report.curves import curves_figure, curves_info
 from paretokd.search.recommend import pick
 from paretokd.search.storage import objective_of
 from paretokd.search.trial import Collected
@@ -462,6 +463,31 @@ def test_figures_have_stable_ids_titles_and_captions() -> None:
     titled = drawn[0].titled()
     assert titled.layout.title.text == "Loss against latency"
     assert drawn[0].figure.layout.title.text is None  # the original is left untouched
+
+
+def test_final_curves_are_drawn_with_the_step_each_student_ships() -> None:
+    final = FinalStudent(
+        folder="10ms",
+        arch=Arch(2, 64, 4, 128),
+        budget_ms=10.0,
+        trial=1,
+        loss=0.3,
+        latency=_latency(4.0),
+        parity_max_abs_diff=0.0,
+        steps=150,
+        dir=Path("run/students/10ms"),
+        curve=((50, 0.42), (100, 0.31), (150, 0.33)),
+        best_step=100,
+    )
+    (curve,) = curves_info(_run(finals=(final,)))
+    assert curve.label == "10ms: L2-H64-A4-F128" and curve.steps == (50, 100, 150)
+    line, star = curves_figure([curve]).data
+    assert list(line.y) == [0.42, 0.31, 0.33]
+    assert list(star.x) == [100] and list(star.y) == [0.31]
+    drawn = figures(TRIALS, _run(finals=(final,)))
+    assert drawn[-1].id == "final-curves"
+    # A run whose finals recorded no curve has no such figure.
+    assert "final-curves" not in [f.id for f in figures(TRIALS, _run())]
 
 
 def test_reference_points_are_the_teacher_and_the_hand_crafted_student() -> None:

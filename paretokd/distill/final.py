@@ -153,8 +153,9 @@ def distill_and_export(
         done = trained
     else:
         built = recipe.build(job.arch, teacher.model, spec, slicing)
+        steps = spec.distill.final_steps
         done = recipe.distill_and_score(
-            built, full_train, proxy_eval, spec, slicing, spec.distill.final_steps, progress
+            built, full_train, proxy_eval, spec, slicing, steps, progress, keep_best=True
         )
     model = done.model
     partial = target.with_name(target.name + ".partial")
@@ -186,6 +187,8 @@ def distill_and_export(
         steps=done.result.steps,
         dir=target,
         learning_rate=done.result.learning_rate,
+        curve=done.result.curve,
+        best_step=done.result.best_step,
     )
     _write_marker(partial, final, _key(job.arch, spec))
     shutil.rmtree(target, ignore_errors=True)

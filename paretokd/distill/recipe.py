@@ -89,8 +89,13 @@ def distill(
     slicing: Slicing,
     steps: int,
     progress: Callable[[int, float], None] | None = None,
+    held_out: TeacherTargets | None = None,
 ) -> tuple[DistillResult, Projections]:
-    """Train ``model`` on ``targets`` for ``steps`` steps with the spec's settings."""
+    """Train ``model`` on ``targets`` for ``steps`` steps with the spec's settings.
+
+    With ``held_out`` (the finals), the held-out loss is measured every
+    ``distill.final_eval_every`` steps and the best checkpoint is kept.
+    """
     return train(
         model,
         targets,
@@ -104,6 +109,8 @@ def distill(
         kept_dims=student.kept_dims(slicing.residual_order, model.config.hidden_size),
         progress=progress,
         device=devices.resolve(spec.distill.device),
+        held_out=held_out,
+        eval_every=spec.distill.final_eval_every if held_out is not None else 0,
     )
 
 
@@ -127,9 +134,15 @@ def distill_and_score(
     slicing: Slicing,
     steps: int,
     progress: Callable[[int, float], None] | None = None,
+    keep_best: bool = False,
 ) -> Distilled:
-    """:func:`distill` then the held-out loss on ``held_out`` (the proxy eval split)."""
-    result, proj = distill(model, train_targets, spec, slicing, steps, progress)
+    """:func:`distill` then the held-out loss on ``held_out`` (the proxy eval split).
+
+    ``keep_best`` (the finals): score ``held_out`` during training too, and keep
+    the best checkpoint (see :func:`distill`).
+    """
+    watched = held_out if keep_best else None
+    result, proj = distill(model, train_targets, spec, slicing, steps, progress, watched)
     return Distilled(model, result, evaluate(model, proj, held_out, spec.task), proj)
 
 

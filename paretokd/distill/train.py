@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -37,6 +37,10 @@ class DistillResult:
     seconds: float
     learning_rate: float
     """The peak rate of the schedule."""
+    curve: tuple[tuple[int, float], ...] = ()
+    """(step, held-out loss) every ``eval_every`` steps and at the last, when asked for."""
+    best_step: int | None = None
+    """The step whose weights were kept: the lowest held-out loss of :attr:`curve`."""
 
 
 def _forward(student: PreTrainedModel, batch: Batch) -> tuple[list[Tensor], Tensor | None]:
@@ -74,6 +78,8 @@ def train(
     kept_dims: Sequence[int] | None = None,
     progress: Callable[[int, float], None] | None = None,
     device: torch.device | None = None,
+    held_out: TeacherTargets | None = None,
+    eval_every: int = 0,
 ) -> tuple[DistillResult, Projections]:
     """Distil ``student`` for ``steps`` steps on the batches of ``targets``.
 
@@ -81,12 +87,15 @@ def train(
     rate warms up over the first 10% of steps and decays linearly to zero.
     Training runs on ``device`` (the CPU by default; bf16 autocast where it
     pays, see ``distill.device``); the student and the projections are back on
-    the CPU when it returns.
+    the CPU when it returns. With ``held_out`` and ``eval_every``, the held-out
+    loss is measured every ``eval_every`` steps and at the last, and the weights
+    of the best of those steps are the ones returned (the final recipe).
 
     Returns:
         The result and the trained projections (needed by :func:`evaluate`).
     """
     device = device or torch.device("cpu")
+    best = _Best()
     torch.manual_seed(seed)
     teacher_width = targets.teacher.config.hidden_size
     proj = Projections(
@@ -124,7 +133,13 @@ def train(
             tail.append(loss.item())
         if progress is not None:
             progress(step + 1, loss.item())
+        scored = held_out is not None and eval_every > 0
+        if scored and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            assert held_out is not None
+            best.look(step + 1, evaluate(student, proj, held_out, task), student, proj)
+            student.train()
     student.eval()
+    best.restore(student, proj)
     student.to("cpu")  # type: ignore[arg-type]
     proj.to("cpu")
     result = DistillResult(
@@ -132,8 +147,37 @@ def train(
         train_loss=sum(tail) / len(tail),
         seconds=time.perf_counter() - start,
         learning_rate=learning_rate,
+        curve=tuple(best.curve),
+        best_step=best.step,
     )
     return result, proj
+
+
+@dataclass
+class _Best:
+    """The held-out curve of a training, and a copy of its best weights so far."""
+
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    step: int | None = None
+    loss: float = math.inf
+    states: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
+
+    def look(self, step: int, loss: float, student: torch.nn.Module, proj: Projections) -> None:
+        """Record ``loss`` at ``step``; keep the weights when it is the best so far."""
+        self.curve.append((step, loss))
+        if loss < self.loss:
+            self.step, self.loss = step, loss
+            self.states = (_copy(student), _copy(proj))
+
+    def restore(self, student: torch.nn.Module, proj: Projections) -> None:
+        """Put the best weights back, unless the last step was the best."""
+        if self.states is not None and self.step != self.curve[-1][0]:
+            student.load_state_dict(self.states[0])
+            proj.load_state_dict(self.states[1])
+
+
+def _copy(module: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 @torch.no_grad()
@@ -149,9 +193,10 @@ def evaluate(
     :data:`UNTRAINED_LOSS`.
     """
     student.eval()
+    device = next(student.parameters()).device
 
     def last(batch: Batch) -> Tensor:
-        states, logits = _forward(student, batch)
+        states, logits = _forward(student, devices.to(batch, device))
         return states[-1] if task.kind == "agnostic" else logits  # type: ignore[return-value]
 
     return _held_out(last, proj, targets, task)
@@ -179,15 +224,15 @@ def _held_out(
     err = ref = 0.0
     for index in range(len(targets)):
         batch, target = targets.batches[index], targets[index]
-        out = last(batch)
-        # Scored on the CPU, where the student is; the teacher's outputs may be elsewhere.
+        # Scored where the outputs are: the student's device (the projections are there too).
+        out = last(batch).float()
+        device = out.device
         if task.kind == "agnostic":
-            e, r = squared_sums(
-                proj.maps[-1](out), target.states[-1].cpu(), batch["attention_mask"]
-            )
+            mask = batch["attention_mask"].to(device)
+            e, r = squared_sums(proj.maps[-1](out), target.states[-1].to(device), mask)
         else:
             assert target.logits is not None
-            e, r = logit_loss_sums(out, target.logits.cpu(), task.kind, baseline)
+            e, r = logit_loss_sums(out, target.logits.to(device), task.kind, baseline.to(device))
         err += float(e)
         ref += float(r)
     value = err / max(ref, 1e-12)

@@ -128,6 +128,10 @@ class FinalStudent:
     """Its score on the evaluation set, when the run has one."""
     learning_rate: float | None = None
     """The peak rate of its final distillation: its trial's (``distill.recipe.learning_rate``)."""
+    curve: tuple[tuple[int, float], ...] = ()
+    """(step, held-out proxy loss) during its final distillation (``distill.final_eval_every``)."""
+    best_step: int | None = None
+    """The step whose weights it ships: the lowest of :attr:`curve`."""
 
     @property
     def onnx(self) -> Path:
@@ -157,6 +161,8 @@ class FinalStudent:
             "onnx": _relative(self.onnx, base),
             "score": self.score,
             "learning_rate": self.learning_rate,
+            "curve": [list(point) for point in self.curve],
+            "best_step": self.best_step,
         }
 
     @classmethod
@@ -174,6 +180,8 @@ class FinalStudent:
             dir=(base / raw["dir"]).resolve(),
             score=raw.get("score"),
             learning_rate=raw.get("learning_rate"),
+            curve=tuple((int(s), float(v)) for s, v in raw.get("curve", [])),
+            best_step=raw.get("best_step"),
         )
 
     def for_job(self, folder: str, budget_ms: float | None, trial: int | None) -> FinalStudent:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from paretokd.records import RunRecord, TrialRecord
 from paretokd.report.architectures import architectures_figure, architectures_info
 from paretokd.report.common import ReportFigure, _ms, comparison_points
+from paretokd.report.curves import curves_figure, curves_info
 from paretokd.report.hypervolume import default_corner, hypervolume_figure, hypervolume_info
 from paretokd.report.latency_params import latency_params_figure, latency_params_info
 from paretokd.report.pareto import pareto_figure, pareto_info
@@ -30,7 +31,7 @@ def figures(trials: Sequence[TrialRecord], run: RunRecord) -> list[ReportFigure]
     worse = ">" if objective.maximise else "<"
     box = f"{name} {worse} {hv.corner[0]:g}, p50 < {_ms(hv.corner[1])} ms"
     edge = "bottom" if objective.maximise else "top"
-    return [
+    drawn = [
         ReportFigure(
             "pareto-front",
             f"{name.capitalize()} against latency",
@@ -64,3 +65,15 @@ def figures(trials: Sequence[TrialRecord], run: RunRecord) -> list[ReportFigure]
             architectures_figure(architectures_info(trials, objective=objective)),
         ),
     ]
+    curves = curves_info(run)
+    if curves:
+        drawn.append(
+            ReportFigure(
+                "final-curves",
+                "Final distillations",
+                "The held-out proxy loss of each final student while it trained; a star "
+                "marks the step whose weights it ships (the lowest).",
+                curves_figure(curves),
+            )
+        )
+    return drawn

@@ -25,7 +25,7 @@ from paretokd.errors import ParetokdError
 from paretokd.metrics import kendall_tau, spearman
 from paretokd.models.data import Splits
 from paretokd.models.teacher import Teacher
-from paretokd.records import Arch
+from paretokd.records import FP32, Arch
 from paretokd.search import context, space
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,9 @@ def validate(
         proxy: list[float] = []
         long_: list[float] = []
         for i, (arch, ms) in enumerate(chosen, 1):
-            # Each from a fresh student, with the search's own recipe.
-            short = context.proxy_distill(context.build_student(arch, ctx), ctx).loss
-            long = context.proxy_distill(context.build_student(arch, ctx), ctx, long_steps).loss
+            # Each from a fresh student, with the search's own recipe, scored as it ships.
+            short = _shipped_loss(arch, ctx, proxy_steps)
+            long = _shipped_loss(arch, ctx, long_steps)
             say(f"distil {i}/{len(chosen)} {arch.id}: proxy {short:.4f}, long {long:.4f}")
             proxy.append(short)
             long_.append(long)
@@ -168,3 +168,15 @@ def validate(
         long_steps=long_steps,
         seconds=time.perf_counter() - start,
     )
+
+
+def _shipped_loss(arch: Arch, ctx: context.Context, steps: int) -> float:
+    """The held-out loss of ``arch`` distilled for ``steps``, from its graph when reduced.
+
+    As a search trial scores it: an int8 (or fp16) architecture on its own
+    graph's outputs in ONNX Runtime, not on the fp32 model it came from.
+    """
+    done = context.proxy_distill(context.build_student(arch, ctx), ctx, steps)
+    if arch.precision == FP32:
+        return done.loss
+    return context.graph_scores(done, ctx, arch.precision)[0]
