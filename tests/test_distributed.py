@@ -84,12 +84,14 @@ def test_a_killed_worker_loses_nothing(
 ) -> None:
     cmd_a = _command(tmp_path, study_name, tiny_teacher_dir, corpus_file, "a")
     cmd_b = _command(tmp_path, study_name, tiny_teacher_dir, corpus_file, "b")
-    a = subprocess.Popen(cmd_a, stdout=open(tmp_path / "a.log", "w"), stderr=subprocess.STDOUT)
+    log_a = tmp_path / "a.log"  # what A printed, should it end before it is killed
+    with log_a.open("w") as sink:
+        a = subprocess.Popen(cmd_a, stdout=sink, stderr=subprocess.STDOUT)
     b = subprocess.Popen(cmd_b, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not _running_trial_of(study_name, a.pid):
         assert time.monotonic() < deadline, "worker A never started a trial"
-        assert a.poll() is None, (tmp_path / "a.log").read_text()
+        assert a.poll() is None, f"worker A ended before it could be killed:\n{log_a.read_text()}"
         time.sleep(0.1)
     a.send_signal(signal.SIGKILL)
     a.wait()

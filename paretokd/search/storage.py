@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -131,37 +132,73 @@ def open_study(
         n_existing = existing.n_trials if existing else 0
     except sqlalchemy.exc.OperationalError as exc:
         raise ParetokdError(f"cannot read storage {redact(url)}: {exc.orig}") from None
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=stor,
-        directions=[objective(spec).direction, "minimize"],
-        sampler=sampler.make(spec, n_existing + 7919 * worker),
-        load_if_exists=True,
-    )
-    attrs = study.user_attrs
-    if "spec_identity" in attrs:
-        diff = spec_differences(attrs["spec_identity"], spec.identity())
-        if diff:
-            raise ParetokdError(
-                f"study {study_name!r} in {redact(url)} was made with a different spec "
-                f"({', '.join(diff[:5])} differ); keep the old settings or pass a new --study-name"
-            )
-        if attrs.get("fingerprint") != fingerprint.to_json():
-            stored = attrs.get("fingerprint", {})
-            diff = spec_differences(stored, fingerprint.to_json())
-            raise ParetokdError(
-                f"study {study_name!r} holds latencies measured on other hardware or settings "
-                f"({', '.join(diff)} differ: {stored.get('hardware')}); latencies from different "
-                "machines cannot share one front, so pass a new --study-name"
-            )
-    else:
-        study.set_metric_names([objective(spec).name, "latency_ms"])
-        study.set_user_attr("spec_identity", spec.identity())
-        study.set_user_attr("spec_hash", spec.hash)
-        study.set_user_attr("fingerprint", fingerprint.to_json())
-        study.set_user_attr("versions", versions())
+    directions = [objective(spec).direction, "minimize"]
+    seeded = sampler.make(spec, n_existing + 7919 * worker)
+    try:
+        # Creating a study is atomic: exactly one of the workers started together creates
+        # it and writes what it was made with; the others load it and check against that.
+        study = optuna.create_study(
+            study_name=study_name, storage=stor, directions=directions, sampler=seeded
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=stor, sampler=seeded)
+        # A study with trials was described long ago; a new one may be being described now.
+        attrs = _made_with(study, 0.0 if n_existing else DESCRIBE_SECONDS)
+        if attrs is not None:
+            _check_made_with(attrs, spec, fingerprint, study_name, url)
+            study.set_user_attr("spec", spec.to_dict())
+            return study
+        log.warning("study %r was created but never described: describing it", study_name)
+    study.set_metric_names([objective(spec).name, "latency_ms"])
+    study.set_user_attr("spec_hash", spec.hash)
+    study.set_user_attr("fingerprint", fingerprint.to_json())
+    study.set_user_attr("versions", versions())
+    study.set_user_attr(_IDENTITY, spec.identity())  # last: a loader reads the others with it
     study.set_user_attr("spec", spec.to_dict())  # the latest run's full spec (budgets may change)
     return study
+
+
+_IDENTITY = "spec_identity"
+"""Study user attribute written last by the process that created the study: the rest is there."""
+
+DESCRIBE_SECONDS = 30.0
+"""How long a worker waits for the creator of a study to write what it was made with."""
+
+
+def _made_with(study: optuna.Study, wait_seconds: float) -> dict[str, Any] | None:
+    """The study's user attributes once its creator has described it; ``None`` if it never does.
+
+    The creator writes a handful of attributes just after ``create_study``
+    (milliseconds); a worker that started at the same moment waits for them.
+    """
+    deadline = time.monotonic() + wait_seconds
+    attrs = study.user_attrs
+    while _IDENTITY not in attrs:
+        if time.monotonic() > deadline:
+            return None  # its creator died in between: this worker describes it
+        time.sleep(0.1)
+        attrs = study.user_attrs
+    return attrs
+
+
+def _check_made_with(
+    attrs: dict[str, Any], spec: StudySpec, fingerprint: Fingerprint, study_name: str, url: str
+) -> None:
+    """Refuse a stored study made by another spec identity or on other hardware."""
+    diff = spec_differences(attrs[_IDENTITY], spec.identity())
+    if diff:
+        raise ParetokdError(
+            f"study {study_name!r} in {redact(url)} was made with a different spec "
+            f"({', '.join(diff[:5])} differ); keep the old settings or pass a new --study-name"
+        )
+    if attrs.get("fingerprint") != fingerprint.to_json():
+        stored = attrs.get("fingerprint", {})
+        diff = spec_differences(stored, fingerprint.to_json())
+        raise ParetokdError(
+            f"study {study_name!r} holds latencies measured on other hardware or settings "
+            f"({', '.join(diff)} differ: {stored.get('hardware')}); latencies from different "
+            "machines cannot share one front, so pass a new --study-name"
+        )
 
 
 def main_studies(stor: optuna.storages.BaseStorage) -> list[optuna.study.StudySummary]:

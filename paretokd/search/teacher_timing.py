@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from paretokd import latency
 from paretokd.records import FP32, LatencyStats
+from paretokd.search import claims
 from paretokd.search.context import Context, anchor_onnx, anchor_precisions, calibrate_anchor
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,37 @@ def calibrate(study: optuna.Study, ctx: Context) -> LatencyStats:
     space's) is calibrated too: graphs of that precision are paired with it.
     Sets ``ctx.anchor_ms``; a worker or a rerun reads the stored figures.
 
+    Workers started together calibrate once: the calibration is a unit of work
+    claimed through the storage (``claims``), so one of them times the teacher
+    while the others wait for its figures. Timing it in several processes at
+    once would both load the machine during the timings and leave the workers
+    on different scales.
+
     Returns:
         The fp32 teacher's calibration.
     """
-    for precision in anchor_precisions(ctx.spec):
-        stored = study.user_attrs.get(_attr(precision))
-        if stored is None:
-            study.set_user_attr(_attr(precision), calibrate_anchor(ctx, precision).to_json())
-        else:
-            ctx.anchor_ms[precision] = LatencyStats.from_json(stored).p50_ms
-    return LatencyStats.from_json(study.user_attrs[TEACHER_LATENCY_ATTR])
+    precisions = anchor_precisions(ctx.spec)
+    missing = [p for p in precisions if _attr(p) not in study.user_attrs]
+    if missing:
+        key = ",".join(missing)
+        rnd = claims.open_round(study, "calibration", key, key, missing, [_UNIT])
+        done = claims.work(rnd, lambda _: {p: _time(ctx, p) for p in missing})
+        for precision, stats in done[_UNIT].items():
+            study.set_user_attr(_attr(precision), stats)
+    attrs = study.user_attrs
+    for precision in precisions:
+        ctx.anchor_ms[precision] = LatencyStats.from_json(attrs[_attr(precision)]).p50_ms
+    return LatencyStats.from_json(attrs[TEACHER_LATENCY_ATTR])
+
+
+_UNIT = "teacher"
+"""The calibration's one unit of work: every missing precision, timed in turn by one worker."""
+
+
+def _time(ctx: Context, precision: str) -> dict[str, object]:
+    stats = calibrate_anchor(ctx, precision)
+    log.info("teacher calibrated in %s: p50 %.2f ms", precision, stats.p50_ms)
+    return stats.to_json()
 
 
 DRIFT_EVERY = 8

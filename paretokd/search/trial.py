@@ -78,10 +78,13 @@ def _known(study: optuna.Study, arch: Arch, number: int, ctx: Context) -> _Known
     return None
 
 
-def _others(study: optuna.Study, number: int) -> int:
-    """Trials other than ``number`` that are complete or still running (in any worker)."""
-    states = (TrialState.COMPLETE, TrialState.RUNNING)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number != number)
+def _before(study: optuna.Study, number: int) -> int:
+    """Trials numbered before ``number`` that count towards the study's total (any worker's).
+
+    The storage numbers trials in the order they are made, so workers that start
+    trials at the same moment agree on which of them are within the total.
+    """
+    return sum(1 for t in _taken_trials(study) if t.number < number)
 
 
 def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
@@ -94,7 +97,7 @@ def objective(trial: optuna.Trial, ctx: Context) -> tuple[float, float]:
     reuses its figures.
     """
     spec = ctx.spec
-    if _others(trial.study, trial.number) >= spec.trials:
+    if _before(trial.study, trial.number) >= spec.trials:
         # Another worker already holds the last trials the study needs: stop
         # here rather than overshoot the study's total.
         trial.study.stop()
@@ -217,8 +220,6 @@ def add_siblings(
         arch = replace(measured.arch, precision=precision)
         if precision == measured.arch.precision or _held(study, arch, spec.space):
             continue
-        if _taken(study) >= spec.trials:
-            return  # the study has its trials: a sibling counts as one
         t0 = time.perf_counter()
         stats = time_student(done.model, ctx, precision)
         over = stats.p50_ms - max(spec.budgets)
@@ -248,6 +249,10 @@ def add_siblings(
         )
         collected = Collected()
         record.write(collected)
+        if len(_taken_trials(study)) >= spec.trials:
+            # Looked at just before adding (the timing took seconds, in which other
+            # workers start trials): a sibling counts as one of the study's trials.
+            return
         study.add_trial(
             optuna.trial.create_trial(
                 values=[record.value, record.latency_ms],
@@ -268,10 +273,10 @@ def add_siblings(
         )
 
 
-def _taken(study: optuna.Study) -> int:
+def _taken_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that count towards the study's total: complete, running or queued."""
     states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-    return len(study.get_trials(deepcopy=False, states=states))
+    return study.get_trials(deepcopy=False, states=states)
 
 
 def _held(study: optuna.Study, arch: Arch, space_spec: SpaceSpec) -> bool:
