@@ -333,6 +333,13 @@ def dashboard_command(
 @click.option(
     "--factor", type=int, default=4, show_default=True, help="Long run = factor x proxy steps."
 )
+@click.option(
+    "--against",
+    type=click.Choice(["long", "final"]),
+    default="long",
+    show_default=True,
+    help="Compare with FACTOR x the proxy steps, or with the finals' recipe and evaluation.",
+)
 @click.option("--seed", type=int, help="Random seed (default: the spec's).")
 @click.option("--data-root", help="Folder that relative data paths in the spec are read from.")
 @_user_errors
@@ -342,6 +349,7 @@ def validate_proxy(
     data: str | None,
     archs: int,
     factor: int,
+    against: str,
     seed: int | None,
     data_root: str | None,
 ) -> None:
@@ -349,7 +357,9 @@ def validate_proxy(
 
     Samples architectures spread over the latency range, distils each with the
     search's recipe and with FACTOR times the steps, and prints Kendall's tau and
-    Spearman's rho between the two held-out losses.
+    Spearman's rho between the two held-out losses. With --against final, the
+    second distillation is the finals' (distill.final_steps on the full training
+    split) and the ranking compared is the evaluation set's score.
     """
     import json
 
@@ -367,9 +377,26 @@ def validate_proxy(
     loaded = teacher_mod.load(spec.teacher, spec.task)
     spec = space.resolve(spec, loaded.dims)
     splits = data_mod.load_splits(spec.data, spec.seed, config.cache_dir())
+    evalset = None
+    if against == "final":
+        from paretokd.distill import scoring
+
+        evalset = scoring.load(spec, loaded, config.cache_dir())
+        if evalset is None:
+            raise ParetokdError(
+                "--against final scores each student on the study's evaluation set, and the "
+                "spec names none (evaluation.source)"
+            )
     log = logging.getLogger("paretokd.proxy")
     result = proxy.validate(
-        spec, loaded, splits, k=archs, factor=factor, seed=spec.seed, progress=log.info
+        spec,
+        loaded,
+        splits,
+        k=archs,
+        factor=factor,
+        seed=spec.seed,
+        progress=log.info,
+        evalset=evalset,
     )
     click.echo(json.dumps(result.to_dict(), indent=2))
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from paretokd.cli import main
 from paretokd.config import SpaceSpec
+from paretokd.metrics import kendall_tau
 from paretokd.records import Arch
 from paretokd.search import proxy
 from paretokd.search.space import all_archs, derive
@@ -65,3 +66,44 @@ def test_validate_proxy_rejects_one_arch(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "--archs" in result.stderr
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_validate_proxy_against_the_finals_evaluation(
+    tiny_spec_file: Path, tiny_teacher_dir: Path, corpus_file: Path, sentences: list[str]
+) -> None:
+    pairs = tiny_spec_file.with_name("pairs.tsv")
+    rows = [
+        f"{a}\t{b}\t{len(set(a.lower().split()) & set(b.lower().split()))}"
+        for a, b in zip(sentences[:40], sentences[1:41], strict=True)
+    ]
+    pairs.write_text("one\ttwo\tscore\n" + "\n".join(rows) + "\n")
+    tiny_spec_file.write_text(
+        tiny_spec_file.read_text()
+        + f"evaluation: {{source: {pairs}, text_columns: [one, two], label_column: score}}\n"
+    )
+    args = ["validate-proxy", "--study", str(tiny_spec_file), "--teacher", str(tiny_teacher_dir)]
+    args += ["--data", str(corpus_file), "--archs", "3", "--against", "final"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["against"] == "final" and out["metric"] == "spearman"
+    assert out["long_steps"] == 6  # the tiny spec's final_steps
+    assert len(out["archs"]) == 3
+    for row in out["archs"]:
+        assert -1.0 <= row["final_score"] <= 1.0
+        assert row["final_loss"] > 0
+    # Agreement means a lower proxy loss where the final score is higher.
+    proxy_losses = [r["proxy_loss"] for r in out["archs"]]
+    scores = [r["final_score"] for r in out["archs"]]
+    assert out["kendall_tau"] == pytest.approx(kendall_tau(proxy_losses, [-s for s in scores]))
+
+
+def test_validate_proxy_against_final_needs_an_evaluation_set(
+    tiny_spec_file: Path, tiny_teacher_dir: Path, corpus_file: Path
+) -> None:
+    args = ["validate-proxy", "--study", str(tiny_spec_file), "--teacher", str(tiny_teacher_dir)]
+    args += ["--data", str(corpus_file), "--against", "final"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "evaluation.source" in result.stderr

@@ -7,6 +7,8 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,16 +121,22 @@ def time_student(
         return time_onnx(reduce_precision(path, precision), ctx, precision, rounds)
 
 
+@contextmanager
+def shipped_graph(model: PreTrainedModel, ctx: Context, precision: str) -> Iterator[GraphModel]:
+    """``model``'s ``precision`` graph in ONNX Runtime, in a scratch file for the block's length."""
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+        names = ctx.teacher.tokenizer.model_input_names
+        path = latency.export_onnx(model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
+        yield GraphModel(reduce_precision(path, precision), ctx.spec.latency)
+
+
 def graph_scores(done: Distilled, ctx: Context, precision: str) -> tuple[float, float | None]:
     """The held-out loss (and proxy metric, with labels) of ``done``'s ``precision`` graph.
 
     Objective 1 of a reduced-precision candidate comes from what ships: its
     graph's own outputs in ONNX Runtime, not the fp32 model it was made from.
     """
-    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-        names = ctx.teacher.tokenizer.model_input_names
-        path = latency.export_onnx(done.model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
-        graph = GraphModel(reduce_precision(path, precision), ctx.spec.latency)
+    with shipped_graph(done.model, ctx, precision) as graph:
         loss = recipe.graph_loss(graph, done, ctx.proxy_eval, ctx.spec)
         if ctx.proxy_eval_labels is None:
             return loss, None

@@ -6,6 +6,11 @@ settings: it samples students spread over the latency range, distils each one
 with the search's exact recipe (``distill.proxy_steps``) and again, from a fresh
 student, for ``factor`` times as many steps, and reports the rank agreement of
 the two held-out losses (Kendall's tau and Spearman's rho).
+
+With ``against="final"`` the comparison is with what users care about: each
+architecture is distilled with the final recipe (``distill.final_steps`` on the
+full training split, best held-out checkpoint kept) and scored on the study's
+evaluation set as it ships, as the finals are.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from typing import Any
 
 from paretokd import latency
 from paretokd.config import SpaceSpec, StudySpec
+from paretokd.distill import final, recipe, scoring
+from paretokd.distill.scoring import EvalSet
+from paretokd.distill.targets import TeacherTargets
 from paretokd.errors import ParetokdError
 from paretokd.metrics import kendall_tau, spearman
 from paretokd.models.data import Splits
@@ -72,21 +80,28 @@ class FidelityResult:
     """How well the proxy loss ranks architectures as a longer distillation does."""
 
     kendall_tau: float
+    """Rank agreement, oriented so that 1 means the proxy orders them exactly as the other."""
     spearman_rho: float
     archs: list[dict[str, Any]] = field(default_factory=list)
-    """One entry per architecture: ``arch_id``, ``arch``, ``latency_ms``, ``proxy_loss``,
-    ``long_loss``."""
+    """One entry per architecture: ``arch_id``, ``arch``, ``latency_ms``, ``proxy_loss``, and
+    ``long_loss`` (``against="long"``) or ``final_loss`` and ``final_score``."""
     proxy_steps: int = 0
     long_steps: int = 0
+    """Steps of the other distillation (the final recipe's, ``against="final"``)."""
     seconds: float = 0.0
+    against: str = "long"
+    metric: str | None = None
+    """The evaluation set's metric (``against="final"``); higher is better."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
         return {
+            "against": self.against,
             "kendall_tau": self.kendall_tau,
             "spearman_rho": self.spearman_rho,
             "proxy_steps": self.proxy_steps,
             "long_steps": self.long_steps,
+            "metric": self.metric,
             "seconds": self.seconds,
             "archs": self.archs,
         }
@@ -100,8 +115,9 @@ def validate(
     factor: int = 4,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    evalset: EvalSet | None = None,
 ) -> FidelityResult:
-    """Rank agreement between the proxy distillation and one ``factor`` times longer.
+    """Rank agreement between the proxy distillation and a longer one, or the finals' result.
 
     ``POOL_FACTOR × k`` architectures are sampled from ``spec.space`` and timed;
     the ``k`` kept lie at evenly spaced latency quantiles below the largest
@@ -109,6 +125,11 @@ def validate(
     student for ``spec.distill.proxy_steps`` steps and, again from a fresh
     student, for ``factor × proxy_steps`` steps, both evaluated on the proxy
     eval split exactly as a search trial is.
+
+    With ``evalset`` (``--against final``), the second distillation is the
+    finals' instead: ``distill.final_steps`` on the full training split with the
+    best held-out checkpoint kept, scored on ``evalset`` (its metric) from what
+    ships, the reduced graph for an int8 architecture.
 
     Raises:
         ParetokdError: If ``k < 2`` or ``factor < 1``, or fewer than two sampled
@@ -122,7 +143,7 @@ def validate(
     start = time.perf_counter()
     budget = max(spec.budgets)
     proxy_steps = spec.distill.proxy_steps
-    long_steps = factor * proxy_steps
+    long_steps = spec.distill.final_steps if evalset is not None else factor * proxy_steps
     with tempfile.TemporaryDirectory(prefix="paretokd-proxy-") as tmp:
         workdir = Path(tmp)
         ctx = context.prepare(spec, teacher, splits, workdir, latency.fingerprint(spec.latency))
@@ -141,33 +162,59 @@ def validate(
                 f"only {len(chosen)} of {len(pool)} sampled architectures run within the "
                 f"largest budget ({budget:g} ms): raise the budget or shrink the space"
             )
+        full = final.training_targets(spec, teacher, splits) if evalset is not None else None
         rows: list[dict[str, Any]] = []
         proxy: list[float] = []
-        long_: list[float] = []
+        other: list[float] = []
         for i, (arch, ms) in enumerate(chosen, 1):
             # Each from a fresh student, with the search's own recipe, scored as it ships.
             short = _shipped_loss(arch, ctx, proxy_steps)
-            long = _shipped_loss(arch, ctx, long_steps)
-            say(f"distil {i}/{len(chosen)} {arch.id}: proxy {short:.4f}, long {long:.4f}")
+            row: dict[str, Any] = {
+                "arch_id": arch.id,
+                "arch": arch.to_dict(),
+                "latency_ms": ms,
+                "proxy_loss": short,
+            }
+            if full is None or evalset is None:
+                row["long_loss"] = _shipped_loss(arch, ctx, long_steps)
+                other.append(row["long_loss"])
+                say(f"distil {i}/{len(chosen)} {arch.id}: proxy {short:.4f}, long {other[-1]:.4f}")
+            else:
+                row["final_loss"], row["final_score"] = _final_score(arch, ctx, full, evalset)
+                other.append(-row["final_score"])  # a higher score ranks first, as a lower loss
+                say(
+                    f"distil {i}/{len(chosen)} {arch.id}: proxy {short:.4f}, final "
+                    f"{evalset.metric} {row['final_score']:.4f}"
+                )
             proxy.append(short)
-            long_.append(long)
-            rows.append(
-                {
-                    "arch_id": arch.id,
-                    "arch": arch.to_dict(),
-                    "latency_ms": ms,
-                    "proxy_loss": short,
-                    "long_loss": long,
-                }
-            )
+            rows.append(row)
     return FidelityResult(
-        kendall_tau=kendall_tau(proxy, long_),
-        spearman_rho=spearman(proxy, long_),
+        kendall_tau=kendall_tau(proxy, other),
+        spearman_rho=spearman(proxy, other),
         archs=rows,
         proxy_steps=proxy_steps,
         long_steps=long_steps,
         seconds=time.perf_counter() - start,
+        against="final" if evalset is not None else "long",
+        metric=evalset.metric if evalset is not None else None,
     )
+
+
+def _final_score(
+    arch: Arch, ctx: context.Context, full: TeacherTargets, evalset: EvalSet
+) -> tuple[float, float]:
+    """The held-out loss and evaluation score of ``arch`` after the finals' recipe, as shipped."""
+    spec = ctx.spec
+    model = context.build_student(arch, ctx)
+    done = recipe.distill_and_score(
+        model, full, ctx.proxy_eval, spec, ctx.slicing, spec.distill.final_steps, keep_best=True
+    )
+    tok = ctx.teacher.tokenizer
+    if arch.precision == FP32:
+        return done.loss, scoring.score(done.model, tok, evalset, spec).value
+    with context.shipped_graph(done.model, ctx, arch.precision) as graph:
+        loss = recipe.graph_loss(graph, done, ctx.proxy_eval, spec)
+        return loss, scoring.score(graph, tok, evalset, spec).value
 
 
 def _shipped_loss(arch: Arch, ctx: context.Context, steps: int) -> float:
