@@ -97,6 +97,8 @@ class TableSpec:
     (``--data-root``), so specs can name shared data sets portably."""
     dataset_config: str | None = None
     split: str = "train"
+    """A hub dataset's split. A local file is read whole, unless this is a slice of
+    ``train``, a CSV/TSV/JSON(L)/Parquet file's one split: ``train[:9000]``, ``train[90%:]``."""
     text_columns: tuple[str, ...] | None = None
     """One column (single texts) or two (sentence pairs); ``None`` takes the first text column."""
     label_column: str | None = None

@@ -328,3 +328,21 @@ def test_encode_labels() -> None:
     assert data.encode_labels(["4.5", 2], "regression", {}, 1, "t") == [4.5, 2.0]
     with pytest.raises(ParetokdError, match="not a number"):
         data.encode_labels(["high"], "regression", {}, 1, "t")
+
+
+def test_a_slice_of_a_file_trains_and_another_evaluates(tmp_path: Path) -> None:
+    path = tmp_path / "news.tsv"
+    path.write_text("".join(f"{s}\t{i % 2}\n" for i, s in enumerate(SENTENCES[:5])))
+    names = {"column_names": ("text", "label"), "label_column": "label"}
+    train = data.load_table(DataSpec(source=str(path), split="train[:3]", **names), tmp_path)
+    held = data.load_table(EvaluationSpec(source=str(path), split="train[3:]", **names), tmp_path)
+    assert train.texts == SENTENCES[:3] and held.texts == SENTENCES[3:5]
+    assert held.labels == [1, 0]
+    assert "train[3:]" in held.description
+    # Any other split name reads a file whole, as before (evaluation's default is "validation").
+    whole = data.load_table(EvaluationSpec(source=str(path), **names), tmp_path)
+    assert whole.texts == SENTENCES[:5]
+    txt = tmp_path / "corpus.txt"
+    txt.write_text(SENTENCES[0] + "\n")
+    with pytest.raises(ParetokdError, match="plain text file, read whole"):
+        data.load_table(DataSpec(source=str(txt), split="train[:1]"), tmp_path)

@@ -49,7 +49,7 @@ def test_hub_teachers_fail_cleanly_offline(name: str) -> None:
         teacher_mod.load(spec.teacher, spec.task)
 
 
-@pytest.mark.parametrize("name", ["sst2", "stsb"])
+@pytest.mark.parametrize("name", ["sst2", "stsb", "agnews"])
 def test_shared_data_specs_read_their_data(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,6 +61,8 @@ def test_shared_data_specs_read_their_data(
     assert len(splits.proxy_eval) == spec.data.proxy_eval
     evalset = data.load_table(spec.evaluation, tmp_path)
     assert evalset.labels is not None and len(evalset.texts) >= 1000
+    if spec.evaluation.source == spec.data.source:  # AG News: two slices of one file
+        assert not set(evalset.texts) & set(splits.full_train + splits.proxy_eval)
     if spec.task.kind == "agnostic":  # similarity pairs
         assert all(isinstance(t, tuple) for t in evalset.texts)
     else:

@@ -96,8 +96,11 @@ def load_table(spec: TableSpec, cache_dir: Path) -> Table:
     ``spec.source`` is tried in this order: the built-in corpus
     (``stdlib-docstrings``), an existing local file (also under
     ``$PARETOKD_DATA_ROOT``, see :func:`resolve_source`), a ``datasets`` hub name.
-    ``spec.dataset_config`` and ``spec.split`` apply to hub datasets only; a local
-    file is read whole.
+    ``spec.dataset_config`` applies to hub datasets only. ``spec.split`` names a
+    hub dataset's split; a local file is read whole, unless the split is a
+    slice of ``train``, the one split of a CSV/TSV/JSON(L)/Parquet file
+    (``train[:9000]``, ``train[90%:]``): a training and an evaluation set
+    from one file.
 
     Args:
         spec: Where the text comes from and which columns hold texts and labels.
@@ -275,6 +278,12 @@ def _load_file(path: Path, spec: TableSpec, cache_dir: Path) -> Table:
         # pandas and pyarrow fail on empty files with messages about parsing, not emptiness.
         raise ParetokdError(f"the corpus {str(path)!r} holds no text (the file is empty)")
     builder = _FILE_BUILDERS[suffix]
+    part = spec.split if spec.split.startswith("train[") else "train"  # else: the whole file
+    if builder is None and part != "train":
+        raise ParetokdError(
+            f"split {spec.split!r}: {str(path)!r} is a plain text file, read whole; slices "
+            "are for CSV/TSV/JSON(L)/Parquet files"
+        )
     if builder is None:
         keys = ("text_columns", "label_column", "column_names", "delimiter")
         named = [k for k in keys if getattr(spec, k)]
@@ -313,7 +322,7 @@ def _load_file(path: Path, spec: TableSpec, cache_dir: Path) -> Table:
         dataset = datasets.load_dataset(
             builder,
             data_files=str(path),
-            split="train",
+            split=part,
             cache_dir=str(cache_dir / "datasets"),
             **kwargs,
         )
@@ -322,7 +331,7 @@ def _load_file(path: Path, spec: TableSpec, cache_dir: Path) -> Table:
             # How datasets reports a file with a header and no rows.
             raise ParetokdError(f"the corpus {str(path)!r} holds no text (no rows)") from None
         raise ParetokdError(f"cannot read data file {str(path)!r}: {_first_line(exc)}") from None
-    return _table(dataset, spec, str(path))
+    return _table(dataset, spec, str(path) if part == "train" else f"{path} {part}")
 
 
 def _load_hub(spec: TableSpec) -> Table:
