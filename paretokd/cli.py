@@ -370,6 +370,7 @@ def validate_proxy(
         **{"teacher.name": teacher, "data.source": data},
     )
     _setup_logging(verbose=False)
+    from paretokd.distill import final
     from paretokd.models import data as data_mod
     from paretokd.models import teacher as teacher_mod
     from paretokd.search import proxy, space
@@ -377,6 +378,7 @@ def validate_proxy(
     loaded = teacher_mod.load(spec.teacher, spec.task)
     spec = space.resolve(spec, loaded.dims)
     splits = data_mod.load_splits(spec.data, spec.seed, config.cache_dir())
+    spec = final.resolve_steps(spec, splits)
     evalset = None
     if against == "final":
         from paretokd.distill import scoring

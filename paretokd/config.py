@@ -208,6 +208,10 @@ class DistillSpec:
     batch_size: int = 16
     proxy_steps: int = 30
     final_steps: int = 200
+    final_epochs: float | None = None
+    """Passes over the full training split a final distillation makes. When set, it
+    decides ``final_steps`` (whole batches, rounded up) once the data is read
+    (:func:`paretokd.distill.final.resolve_steps`); ``null``: ``final_steps`` as given."""
     final_eval_every: int = 50
     """A final distillation scores the held-out proxy split every this many steps (and at
     its last) and keeps the best checkpoint; the curve goes into ``final.json`` and the
@@ -320,6 +324,7 @@ class StudySpec:
         for key in ("name", "budgets", "trials", "search", "evaluation"):
             out.pop(key)
         out["distill"].pop("final_steps")
+        out["distill"].pop("final_epochs")
         out["distill"].pop("final_eval_every")
         out["distill"].pop("device")
         return out
@@ -442,6 +447,9 @@ def validate(spec: StudySpec) -> StudySpec:
     rate = spec.distill.learning_rate
     if rate is not None and not (math.isfinite(rate) and rate > 0):
         raise ParetokdError("distill.learning_rate must be a number above zero")
+    epochs = spec.distill.final_epochs
+    if epochs is not None and not (math.isfinite(epochs) and epochs > 0):
+        raise ParetokdError(f"distill.final_epochs must be a number above zero, got {epochs}")
     non_negative = {
         "distill.weight_decay": spec.distill.weight_decay,
         "distill.final_eval_every": spec.distill.final_eval_every,

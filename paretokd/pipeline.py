@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 from paretokd import config, finals, latency, logs, report
 from paretokd.config import StudySpec
 from paretokd.distill import device as devices
-from paretokd.distill import scoring
+from paretokd.distill import final, scoring
 from paretokd.errors import ParetokdError
 from paretokd.finals import ProgressFactory
 from paretokd.latency.graph import GraphModel
@@ -211,6 +211,7 @@ def prepare(spec: StudySpec, out: str | Path | None, url: str | None, workers: i
     log.info("search space: %s", space.describe(spec.space))
     devices.resolve(spec.distill.device)  # logs it; no CUDA for distill.device: cuda stops here
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
+    spec = final.resolve_steps(spec, splits)
     evalset = scoring.load(spec, teacher, config.cache_dir())
     log.info(
         "corpus: %d texts from %s (proxy %d train / %d eval)",

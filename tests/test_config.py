@@ -425,3 +425,18 @@ def test_task_metric_defaults_and_identity() -> None:
     assert scored.hash == base.hash
     task = dataclasses.replace(base, task=config.TaskSpec(temperature=4.0))
     assert task.hash != base.hash
+
+
+def test_final_epochs_set_the_final_steps() -> None:
+    from paretokd.distill.final import resolve_steps
+    from paretokd.models.data import Splits
+
+    texts = [f"text {i}" for i in range(100)]
+    splits = Splits(proxy_train=texts[:10], proxy_eval=[], full_train=texts, source="test")
+    spec = config.from_dict({"distill": {"batch_size": 16, "final_epochs": 1.5}})
+    assert resolve_steps(spec, splits).distill.final_steps == 11  # 1.5 x 7 batches, rounded up
+    assert resolve_steps(spec, splits).hash == spec.hash  # the search is the same study
+    plain = config.from_dict({"distill": {"final_steps": 42}})
+    assert resolve_steps(plain, splits) is plain
+    with pytest.raises(ParetokdError, match="final_epochs"):
+        config.from_dict({"distill": {"final_epochs": 0}})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -35,6 +36,22 @@ CACHE_LIMIT_BYTES = 4 << 30
 
 MARKER = "final.json"
 """The finished student's record inside its folder (:class:`FinalStudent` and its key)."""
+
+
+def resolve_steps(spec: StudySpec, splits: Splits) -> StudySpec:
+    """``spec`` with ``distill.final_steps`` set by ``distill.final_epochs``, if that is set.
+
+    A budget in passes over the data, not in steps, means the same training on
+    a corpus of any size: the steps are those epochs of the full training
+    split's batches, rounded up.
+    """
+    epochs = spec.distill.final_epochs
+    if epochs is None:
+        return spec
+    batches = math.ceil(len(splits.full_train) / spec.distill.batch_size)
+    steps = max(1, math.ceil(epochs * batches))
+    log.info("final distillation: %g epochs of %d batches, %d steps", epochs, batches, steps)
+    return replace(spec, distill=replace(spec.distill, final_steps=steps))
 
 
 def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> TeacherTargets:
