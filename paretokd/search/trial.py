@@ -220,6 +220,8 @@ def add_siblings(
         arch = replace(measured.arch, precision=precision)
         if precision == measured.arch.precision or _held(study, arch, spec.space):
             continue
+        if len(_taken_trials(study)) >= spec.trials:
+            return  # the study has its trials: a sibling counts as one
         t0 = time.perf_counter()
         stats = time_student(done.model, ctx, precision)
         over = stats.p50_ms - max(spec.budgets)
@@ -250,8 +252,8 @@ def add_siblings(
         collected = Collected()
         record.write(collected)
         if len(_taken_trials(study)) >= spec.trials:
-            # Looked at just before adding (the timing took seconds, in which other
-            # workers start trials): a sibling counts as one of the study's trials.
+            # Looked at again just before adding: other workers start trials
+            # during the seconds the timing takes.
             return
         study.add_trial(
             optuna.trial.create_trial(
