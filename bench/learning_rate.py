@@ -4,7 +4,8 @@ Run by hand from the repository root (about 3 minutes on 2 CPU cores):
 
     .venv/bin/python bench/learning_rate.py
 
-With the default spec and teacher (all-MiniLM-L6-v2, the built-in corpus), it
+With the default spec and teacher (all-MiniLM-L6-v2, the built-in corpus), or
+the spec ``--study`` names (a task study: its fine-tuned teacher and data), it
 distils each of ``--archs`` fp32 students spread from the smallest to the
 teacher's own shape with the search's proxy recipe at every rate of
 ``--rates``, and prints the held-out proxy loss of each pair, the best rate per
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -60,10 +62,14 @@ def main() -> None:
     ap.add_argument("--archs", nargs="+", default=list(ARCHS))
     ap.add_argument("--rates", nargs="+", type=float, default=list(RATES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--study", help="A study spec (default: the built-in one), e.g. a task's.")
+    ap.add_argument("--data-root", help="Where the spec's relative data paths are read from.")
     args = ap.parse_args()
     quiet_libraries()
-    spec = config.override(config.load(None), seed=args.seed)
-    teacher = teacher_mod.load(spec.teacher)
+    if args.data_root:
+        os.environ[data.DATA_ROOT_ENV] = str(Path(args.data_root).resolve())
+    spec = config.override(config.load(args.study), seed=args.seed)
+    teacher = teacher_mod.load(spec.teacher, spec.task)
     spec = space.resolve(spec, teacher.dims)
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
     archs = [parse_arch(a) for a in args.archs]
