@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -297,8 +298,8 @@ def dashboard_url(tiny_run: Path) -> Iterator[str]:
 def _study(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/api/studies") as resp:
         summaries = json.load(resp)["study_summaries"]
-    # The storage also holds the finals' claims (``<study>.finals.<n>``) beside the study.
-    (summary,) = [s for s in summaries if ".finals." not in s["study_name"]]
+    # The storage also holds the claims (``<study>.finals.<n>``, ``<study>.calibration.<n>``).
+    (summary,) = [s for s in summaries if not re.search(r"\.[a-z]+\.\d+$", s["study_name"])]
     with urllib.request.urlopen(f"{url}/api/studies/{summary['study_id']}") as resp:
         return {**json.load(resp), "study_id": summary["study_id"]}
 
