@@ -256,7 +256,7 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
         for proc in helpers:
             proc.start()
         reference.enqueue(study, ctx)  # first, while the study is empty
-        ref = reference.measure(study, ctx)
+        ref, quantized = reference.measure_both(study, ctx)
         log.info(
             "reference %s (%s): p50 %.2f ms, proxy loss %.4f",
             ref.name,
@@ -264,7 +264,6 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
             ref.latency.p50_ms,
             ref.proxy_loss,
         )
-        quantized = reference.measure_quantized_teacher(study, ctx)
         log.info(
             "%s: p50 %.2f ms, proxy loss %.4f",
             quantized.name,

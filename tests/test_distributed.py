@@ -125,3 +125,27 @@ def test_workers_share_the_total(
     assert len(complete) == 12
     assert not study.get_trials(states=(TrialState.RUNNING,))
     assert len({t.user_attrs["worker"] for t in complete}) == 2  # both worked
+
+
+def test_workers_started_together_measure_the_references_once(
+    tmp_path: Path, study_name: str, tiny_teacher_dir: Path, corpus_file: Path
+) -> None:
+    """Two runs started at once: the hand-crafted student and the int8 teacher, measured once."""
+    procs = [
+        subprocess.Popen(
+            _command(tmp_path, study_name, tiny_teacher_dir, corpus_file, out),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for out in ("a", "b")
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    study = optuna.load_study(study_name=study_name, storage=PG)
+    archs = [t.user_attrs["arch_id"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(archs) == len(set(archs)), archs  # the reference's int8 sibling joined once
+    claims = optuna.load_study(study_name=f"{study_name}.references.1", storage=PG)
+    done = claims.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["unit"] for t in done) == ["quantized teacher", "reference"]

@@ -14,7 +14,7 @@ from paretokd.latency.graph import GraphModel
 from paretokd.models import student
 from paretokd.models.teacher import Teacher
 from paretokd.records import Arch, ReferenceStudent, TrialRecord
-from paretokd.search import space
+from paretokd.search import claims, space
 from paretokd.search.context import (
     Context,
     anchor_onnx,
@@ -122,3 +122,26 @@ def measure_quantized_teacher(study: optuna.Study, ctx: Context) -> ReferenceStu
     )
     study.set_user_attr(QUANTIZED_TEACHER_ATTR, record.to_json())
     return record
+
+
+def measure_both(study: optuna.Study, ctx: Context) -> tuple[ReferenceStudent, ReferenceStudent]:
+    """The hand-crafted student (:func:`measure`) and the quantised teacher, once per study.
+
+    Workers started together share them: each is a unit of work claimed through
+    the storage (round ``<study>.references.<n>``), so two workers measure one
+    each, and none measures either twice. Measured twice, the hand-crafted
+    student's int8 sibling would join the study twice, and the timings of two
+    processes would load the machine under each other.
+
+    Returns:
+        The hand-crafted student and the quantised teacher, as stored in the study.
+    """
+    measures = {"reference": (REFERENCE_ATTR, measure)}
+    measures["quantized teacher"] = (QUANTIZED_TEACHER_ATTR, measure_quantized_teacher)
+    missing = [unit for unit, (attr, _) in measures.items() if attr not in study.user_attrs]
+    if missing:
+        key = ",".join(missing)
+        rnd = claims.open_round(study, "references", key, key, missing, missing)
+        claims.work(rnd, lambda unit: measures[unit][1](study, ctx).to_json())
+    # Stored by whichever worker measured them: read back.
+    return measure(study, ctx), measure_quantized_teacher(study, ctx)
