@@ -38,22 +38,16 @@ from paretokd.search import context, space
 
 RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3)
 ARCHS = (
-    "1,64,2,256",
-    "2,128,4,512",
-    "2,192,6,768",
-    "3,256,8,1024",
-    "2,384,12,1536",
-    "3,384,12,1536",
-    "4,320,10,1280",
-    "6,384,12,1536",
+    "L1-H64-A2-F256",
+    "L2-H128-A4-F512",
+    "L2-H192-A6-F768",
+    "L3-H256-A8-F1024",
+    "L2-H384-A12-F1536",
+    "L3-H384-A12-F1536",
+    "L4-H320-A10-F1280",
+    "L6-H384-A12-F1536",
 )
-"""Layers, width, heads, FFN: from a tiny student to the teacher's own shape."""
-
-
-def parse_arch(text: str) -> Arch:
-    """``layers,width,heads,ffn`` as an fp32 architecture."""
-    n, h, a, f = (int(v) for v in text.split(","))
-    return Arch(n, h, a, f)
+"""fp32 students (``Arch`` ids), from a tiny one to the teacher's own shape."""
 
 
 def main() -> None:
@@ -72,7 +66,7 @@ def main() -> None:
     teacher = teacher_mod.load(spec.teacher, spec.task)
     spec = space.resolve(spec, teacher.dims)
     splits = data.load_splits(spec.data, spec.seed, config.cache_dir())
-    archs = [parse_arch(a) for a in args.archs]
+    archs = [Arch.from_id(a) for a in args.archs]
     with tempfile.TemporaryDirectory(prefix="paretokd-lr-") as tmp:
         ctx = context.prepare(spec, teacher, splits, Path(tmp), latency.fingerprint(spec.latency))
         rows: list[tuple[Arch, float, list[float]]] = []

@@ -244,6 +244,10 @@ class LatencySpec:
     """Warm-up goes on until two consecutive blocks' medians agree within this fraction."""
     rounds: int = 12
     """Paired timing of a candidate: rounds of one candidate and one teacher block."""
+    interval_target: float | None = 0.03
+    """While a paired timing's 95% interval is wider than this fraction of its figure
+    either side, more rounds follow, up to twice the rounds asked for (a disturbed
+    machine gets more rounds, a quiet one none); ``null``: exactly the rounds asked for."""
     confirm_rounds: int = 24
     """Rounds when a candidate near a budget, or a shipped student, is timed again."""
     calibration_rounds: int = 40
@@ -457,6 +461,7 @@ def validate(spec: StudySpec) -> StudySpec:
         "latency.min_seconds": spec.latency.min_seconds,
         "latency.max_seconds": spec.latency.max_seconds,
         "latency.block_tolerance": spec.latency.block_tolerance or 0.0,
+        "latency.interval_target": spec.latency.interval_target or 0.0,
     }
     for key, number in non_negative.items():
         if not (math.isfinite(number) and number >= 0):

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from paretokd import finals
+from paretokd import finals, latency
 from paretokd.cli import STRICT_EXIT, main
-from paretokd.latency.paired import Paired, quiet_rounds
+from paretokd.config import LatencySpec
+from paretokd.latency.paired import EXTRA_ROUNDS, Paired, measure_paired, quiet_rounds
 from paretokd.latency.protocol import summarise
 from paretokd.records import LatencyStats, RunRecord
 from paretokd.search.context import Context, time_onnx
@@ -61,6 +62,41 @@ def test_a_round_slowed_by_a_neighbour_does_not_count() -> None:
     # When most rounds are disturbed, the quietest half counts.
     noisy = [[2.0] * 5, [2.5] * 5, [2.6] * 5, [2.7] * 5]
     assert quiet_rounds(noisy, anch, 0.03) == [0, 1]
+
+
+@pytest.fixture(scope="module")
+def two_graphs(tiny_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """A tiny teacher's graph (the anchor) and a two-layer student's (the candidate)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from paretokd.models import student
+    from paretokd.records import Arch
+
+    teacher = AutoModel.from_pretrained(tiny_teacher_dir).eval()
+    names = AutoTokenizer.from_pretrained(tiny_teacher_dir).model_input_names
+    folder = tmp_path_factory.mktemp("paired")
+    spec = LatencySpec(seq_len=32, warmup_runs=1)
+    anchor = latency.export_onnx(teacher, names, folder / "t.onnx", spec)
+    candidate = student.build(Arch(2, 32, 2, 64), teacher)
+    return latency.export_onnx(candidate, names, folder / "s.onnx", spec), anchor, spec
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (None, 4),  # exactly the rounds asked for
+        (10.0, 4),  # any interval is narrow enough: no extra round
+        (1e-12, 8),  # none ever is: up to twice the rounds, EXTRA_ROUNDS at a time
+    ],
+)
+def test_a_wide_interval_gets_more_rounds_up_to_twice(
+    two_graphs: tuple, target: float | None, expected: int
+) -> None:
+    candidate, anchor, spec = two_graphs
+    spec = replace(spec, interval_target=target)
+    timed = measure_paired(candidate, anchor, spec, rounds=4)
+    assert len(timed.candidate_blocks) == len(timed.anchor_blocks) == expected
+    assert EXTRA_ROUNDS % 2 == 0  # whole ABBA pairs
 
 
 def _over_budget(path: Path, ctx: Context, precision: str) -> LatencyStats:

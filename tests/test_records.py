@@ -198,3 +198,13 @@ def test_a_finished_run_folder_reads_back_after_moving(
     # The report reads the moved folder (its study database moved with it).
     run = load_run(moved)
     assert run.record == record and run.trials
+
+
+@pytest.mark.parametrize("arch", [Arch(3, 384, 12, 1536), Arch(1, 64, 2, 256, "int8")])
+def test_an_architecture_reads_back_from_its_id(arch: Arch) -> None:
+    assert Arch.from_id(arch.id) == arch
+
+
+def test_a_malformed_architecture_id_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an architecture id"):
+        Arch.from_id("L3-H384")

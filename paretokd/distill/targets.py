@@ -105,6 +105,15 @@ class TeacherTargets:
     def __len__(self) -> int:
         return len(self.batches)
 
+    @property
+    def kept_bytes(self) -> int:
+        """The memory the kept outputs take."""
+        return sum(
+            t.numel() * t.element_size()
+            for target in self._cache.values()
+            for t in [*target.states, *([target.logits] if target.logits is not None else [])]
+        )
+
     def precompute(self, cache: Path | None = None) -> bool:
         """Compute every batch's outputs now, so the first trial does not pay for them.
 

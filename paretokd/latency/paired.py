@@ -15,6 +15,9 @@ study (:func:`calibrate`); its interval is the order-statistic interval of the
 rounds' ratios, times the same figure. A speed-up over the teacher is the
 inverse of the ratio, so it comes with an interval of its own.
 
+A machine that disturbs many rounds widens the interval; while it is wider than
+``latency.interval_target``, more rounds follow, up to twice the rounds asked for.
+
 Before either is timed, both are warmed up until consecutive blocks agree
 (:func:`settle`): a cold process is never trusted. The anchor is settled once
 per process and re-warmed with one block before each candidate.
@@ -74,14 +77,7 @@ class Paired:
     @property
     def ratio_ci(self) -> tuple[float, float]:
         """A 95% interval for :attr:`ratio`: a bootstrap over the kept rounds (seeded)."""
-        rng = np.random.default_rng(0)
-        k = np.asarray(self.kept)
-        draws = [
-            _pooled_ratio(self.candidate_blocks, self.anchor_blocks, rng.choice(k, len(k)))
-            for _ in range(BOOTSTRAP)
-        ]
-        lo, hi = np.percentile(draws, [2.5, 97.5])
-        return float(lo), float(hi)
+        return _bootstrap(self.candidate_blocks, self.anchor_blocks, self.kept)
 
     def stats(self, anchor_ms: float) -> LatencyStats:
         """The candidate's latency on the study's scale: the ratio times ``anchor_ms``.
@@ -123,6 +119,17 @@ def _pooled_ratio(
     return float(c / a)
 
 
+def _bootstrap(
+    cand: tuple[tuple[float, ...], ...], anch: tuple[tuple[float, ...], ...], kept: tuple[int, ...]
+) -> tuple[float, float]:
+    """A seeded 95% bootstrap interval of the pooled ratio over the ``kept`` rounds."""
+    rng = np.random.default_rng(0)
+    k = np.asarray(kept)
+    draws = [_pooled_ratio(cand, anch, rng.choice(k, len(k))) for _ in range(BOOTSTRAP)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def quiet_rounds(
     cand: list[list[float]], anch: list[list[float]], tolerance: float | None
 ) -> list[int]:
@@ -153,6 +160,11 @@ def measure_paired(
 ) -> Paired:
     """Time ``candidate`` against ``anchor`` in alternating blocks (see the module docstring).
 
+    With ``spec.interval_target``, rounds go on, :data:`EXTRA_ROUNDS` at a time and up
+    to twice ``rounds``, while the ratio's 95% interval is wider than that fraction of
+    the ratio either side: a machine that disturbs many rounds gets more of them, a
+    quiet one pays for ``rounds`` only.
+
     Args:
         candidate: The ``.onnx`` file to time.
         anchor: The anchor's ``.onnx`` file (the study's teacher).
@@ -161,6 +173,7 @@ def measure_paired(
         vocab_size: Upper bound of the random token ids; read from the graphs when omitted.
     """
     rounds = rounds or spec.rounds
+    limit = 2 * rounds if spec.interval_target is not None else rounds
     which = clock(spec)
     on_cpu = which == "cpu"
     cand_run = runner(session(candidate, spec), spec, vocab_size or onnx_vocab_size(candidate) or 1)
@@ -174,14 +187,20 @@ def measure_paired(
         gc.disable()  # a collection inside a timed run is noise, not the model
         started, t0 = time.time(), time.perf_counter()
         try:
-            for r in range(rounds):
-                # ABBA: a trend within the measurement weighs on both alike.
-                first_anchor = r % 2 == 0
-                if first_anchor:
-                    anch.append(block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS))
-                cand.append(block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS))
-                if not first_anchor:
-                    anch.append(block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS))
+            while len(cand) < rounds or (len(cand) < limit and not _narrow(cand, anch, spec)):
+                step = rounds if not cand else min(EXTRA_ROUNDS, limit - len(cand))
+                for r in range(len(cand), len(cand) + step):
+                    # ABBA: a trend within the measurement weighs on both alike.
+                    first_anchor = r % 2 == 0
+                    if first_anchor:
+                        anch.append(
+                            block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+                        )
+                    cand.append(block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS))
+                    if not first_anchor:
+                        anch.append(
+                            block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+                        )
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -195,6 +214,20 @@ def measure_paired(
         summarise([t for i in kept for t in cand[i]], **extra),
         summarise([t for i in kept for t in anch[i]], **extra),
     )
+
+
+EXTRA_ROUNDS = 4
+"""Rounds added at a time while a paired timing's interval is too wide (an even number: ABBA)."""
+
+
+def _narrow(cand: list[list[float]], anch: list[list[float]], spec: LatencySpec) -> bool:
+    """Whether the ratio's interval over the rounds so far is within ``spec.interval_target``."""
+    assert spec.interval_target is not None
+    kept = quiet_rounds(cand, anch, spec.block_tolerance)
+    blocks = tuple(tuple(b) for b in cand), tuple(tuple(b) for b in anch)
+    ratio = _pooled_ratio(*blocks, kept)
+    lo, hi = _bootstrap(*blocks, tuple(kept))
+    return (hi - lo) / 2 <= spec.interval_target * ratio
 
 
 class _Anchor:

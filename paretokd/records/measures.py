@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -68,6 +69,19 @@ class Arch:
         """Inverse of :meth:`to_dict`; a record without a precision is fp32."""
         sizes = {k: int(raw[k]) for k in _ARCH_FIELDS}
         return cls(**sizes, precision=str(raw.get("precision", FP32)))
+
+    @classmethod
+    def from_id(cls, text: str) -> Arch:
+        """Inverse of :attr:`id`: ``L3-H384-A12-F1536`` or ``L3-H384-A12-F1536-int8``.
+
+        Raises:
+            ValueError: If ``text`` is not such an id.
+        """
+        found = re.fullmatch(r"L(\d+)-H(\d+)-A(\d+)-F(\d+)(?:-(\w+))?", text.strip())
+        if found is None:
+            raise ValueError(f"not an architecture id (L3-H384-A12-F1536[-int8]): {text!r}")
+        n, h, a, f = (int(v) for v in found.groups()[:4])
+        return cls(n, h, a, f, found.group(5) or FP32)
 
 
 # --- objective 1 ------------------------------------------------------------------------
