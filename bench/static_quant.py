@@ -29,6 +29,7 @@ which keeps more quality.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -106,13 +107,15 @@ def static_graph(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory() as tmp:
+    source, target = fp32.resolve(), out.resolve()  # before the working directory moves
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         prepared = Path(tmp) / "prepared.onnx"
         # Symbolic shape inference does not finish on these graphs; ONNX's own does.
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        # It writes its scratch files into the working directory: the temporary one.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
-            str(out),
+            str(target),
             _Texts(feeds),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(variant.ops) if variant.ops else None,
