@@ -31,7 +31,7 @@ from optuna.trial import FixedTrial
 from transformers import PreTrainedModel
 
 from paretokd.config import StudySpec, format_budget
-from paretokd.distill import final
+from paretokd.distill import final, recipe
 from paretokd.distill.recipe import Distilled
 from paretokd.distill.targets import TeacherTargets
 from paretokd.models.data import Splits
@@ -135,7 +135,9 @@ def ship(
         budget was not kept) and the final students, the reference's last.
     """
     ref = reference.arch if with_reference and reference is not None else None
-    plan = Plan.make(s.spec, picks, ref)
+    # Outputs too large to keep between students: every shape in one unit, trained
+    # side by side from one pass of the teacher (a worker then distils them all).
+    plan = Plan.make(s.spec, picks, ref, together=not s.full_train.keep)
     if not plan.units():
         return list(picks), []  # nothing fits any budget: each pick says why
     rnd = claims.open_round(
@@ -193,7 +195,8 @@ class Unit:
     """One claim: a shape's final distillation, shipped to every folder that picked it."""
 
     sizes_id: str
-    """The trained sizes (``Arch.sizes.id``), whatever precisions its folders ship."""
+    """The trained sizes (``Arch.sizes.id``), whatever precisions its folders ship;
+    several joined by ``+`` when they are trained side by side (:attr:`Plan.together`)."""
     folders: tuple[str, ...]
     """Budgets (``10ms``), and :data:`REFERENCE_FOLDER` when the reference is this architecture."""
 
@@ -217,13 +220,20 @@ class Plan:
     spec_hash: str
     trials: int
     """The study's total of trials the picks were made from (``spec.trials``)."""
+    together: bool = False
+    """Every shape in one unit, distilled side by side from one pass of the teacher:
+    its outputs on the full split are too large to keep between students
+    (``final.CACHE_LIMIT_BYTES``), so separate units would each pay a teacher pass."""
 
     @classmethod
-    def make(cls, spec: StudySpec, picks: list[Pick], reference: Arch | None) -> Plan:
+    def make(
+        cls, spec: StudySpec, picks: list[Pick], reference: Arch | None, together: bool = False
+    ) -> Plan:
         """This worker's plan; the reference only when some budget has a pick to compare."""
         if not any(p.trial is not None for p in picks):
             reference = None
-        return cls(tuple(picks), reference, spec.distill.final_steps, spec.hash, spec.trials)
+        steps = spec.distill.final_steps
+        return cls(tuple(picks), reference, steps, spec.hash, spec.trials, together)
 
     def units(self) -> list[Unit]:
         """One unit per trained shape, in the picks' order.
@@ -238,6 +248,9 @@ class Plan:
                 folders.setdefault(p.trial.arch.sizes.id, []).append(p.budget)
         if self.reference is not None:
             folders.setdefault(self.reference.sizes.id, []).append(REFERENCE_FOLDER)
+        if self.together and folders:
+            every = tuple(f for fs in folders.values() for f in fs)
+            return [Unit("+".join(folders), every)]
         return [Unit(sizes_id, tuple(f)) for sizes_id, f in folders.items()]
 
     def unit_keys(self) -> list[str]:
@@ -256,6 +269,7 @@ class Plan:
             "final_steps": self.final_steps,
             "spec_hash": self.spec_hash,
             "trials": self.trials,
+            "together": self.together,
         }
 
     @classmethod
@@ -269,6 +283,7 @@ class Plan:
             int(raw["final_steps"]),
             str(raw["spec_hash"]),
             int(raw["trials"]),
+            bool(raw.get("together", False)),
         )
 
     @property
@@ -355,6 +370,8 @@ class UnitDone:
 
 def _ship_unit(s: Shipping, plan: Plan, unit: Unit) -> UnitDone:
     """Distil, check and ship one claimed architecture for each of its folders."""
+    if plan.together:
+        _train_side_by_side(s, plan, unit)
     outcomes = []
     for folder in unit.folders:
         if folder == REFERENCE_FOLDER:
@@ -367,6 +384,50 @@ def _ship_unit(s: Shipping, plan: Plan, unit: Unit) -> UnitDone:
             kept, student = _ship_pick(s, plan.pick(folder))
             outcomes.append(Outcome(folder, kept, student))
     return UnitDone(worker(), s.out_dir.resolve(), tuple(outcomes))
+
+
+def _train_side_by_side(s: Shipping, plan: Plan, unit: Unit) -> None:
+    """Distil every shape of ``unit`` at once, from one pass of the teacher (``s.trained``).
+
+    Shapes an earlier run finished are not trained again; the shipping that
+    follows finds the others trained, exports, times and checks them as usual
+    (a fallback candidate, if one is needed, trains on its own).
+    """
+    jobs = [
+        final.Job(REFERENCE_FOLDER, plan.reference, None, None)
+        if folder == REFERENCE_FOLDER and plan.reference is not None
+        else _job(s.spec, plan.pick(folder))
+        for folder in unit.folders
+    ]
+    shapes: dict[str, Arch] = {}
+    for job in jobs:
+        sizes = job.arch.sizes
+        if sizes.id not in s.trained and final.finished(job, s.spec, s.out_dir) is None:
+            shapes.setdefault(sizes.id, sizes)
+    if not shapes:
+        return
+    steps = s.spec.distill.final_steps
+    log.info(
+        "finals: distilling %s side by side for %d steps, from one pass of the teacher "
+        "(its outputs are too large to keep between students)",
+        ", ".join(shapes),
+        steps,
+    )
+    models = [
+        recipe.build(arch, s.teacher.model, s.spec, s.ctx.slicing) for arch in shapes.values()
+    ]
+    tick = s.progress(f"finals {unit.key}", steps) if s.progress else None
+    done = recipe.distill_together(
+        models,
+        s.full_train,
+        s.ctx.proxy_eval,
+        s.spec,
+        s.ctx.slicing,
+        steps,
+        [tick] + [None] * (len(models) - 1),
+        keep_best=True,
+    )
+    s.trained.update(zip(shapes, done, strict=True))
 
 
 def _gather(

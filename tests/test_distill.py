@@ -27,6 +27,7 @@ from paretokd.distill import (
     residual_order,
     train,
 )
+from paretokd.distill.train import Trainee, train_together
 from paretokd.models import student
 from paretokd.models.student import layer_map
 from paretokd.records import Arch
@@ -310,6 +311,47 @@ def test_train_decreases_the_loss_and_evaluate_is_finite(teacher: PreTrainedMode
     assert math.isfinite(after)
     assert after < UNTRAINED_LOSS
     assert after < before
+
+
+def test_students_trained_side_by_side_end_as_alone_from_one_teacher_pass(
+    teacher: PreTrainedModel,
+) -> None:
+    """The finals' side-by-side training: one teacher forward a step, the same students."""
+    archs = [STUDENT, Arch(1, 32, 4, 64)]
+    forwards = 0
+
+    def count(*_: object) -> None:
+        nonlocal forwards
+        forwards += 1
+
+    hook = teacher.register_forward_hook(count)
+    try:
+        alone = []
+        for i, arch in enumerate(archs):
+            model = student.build(arch, teacher)
+            targets = TeacherTargets(teacher, _random_batches(0), keep=False)
+            rate = 1e-2 * (i + 1)  # each its own rate, as the rule gives
+            result, _ = train(
+                model, targets, steps=6, learning_rate=rate, weight_decay=0.0, seed=3, task=AGNOSTIC
+            )
+            alone.append((model, result))
+        forwards_alone, forwards = forwards, 0
+        models = [student.build(arch, teacher) for arch in archs]
+        targets = TeacherTargets(teacher, _random_batches(0), keep=False)
+        trainees = [Trainee(m, 1e-2 * (i + 1)) for i, m in enumerate(models)]
+        together = train_together(
+            trainees, targets, steps=6, weight_decay=0.0, seed=3, task=AGNOSTIC
+        )
+    finally:
+        hook.remove()
+    assert forwards_alone == 12 and forwards == 6  # one teacher pass instead of two
+    for (model, result), side, (result_side, _) in zip(alone, models, together, strict=True):
+        assert result_side.train_loss == result.train_loss
+        for (name, a), b in zip(
+            model.state_dict().items(), side.state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b), name  # dropout drew the same numbers: identical weights
+    assert teacher.config.hidden_dropout_prob > 0  # so the random streams were exercised
 
 
 def test_a_watched_training_ships_its_best_held_out_step(teacher: PreTrainedModel) -> None:

@@ -220,6 +220,11 @@ def test_the_plan_claims_each_architecture_once() -> None:
     int8 = trial(7, dataclasses.replace(small, precision="int8"))
     both = Plan.make(spec, [Pick(1.5, int8), Pick(2.0, trials[0])], reference=None)
     assert both.unit_keys() == ["1.5ms+2ms"]
+    # Teacher outputs too large to keep: one unit, every shape side by side.
+    together = Plan.make(spec, picks, reference=big, together=True)
+    assert together.unit_keys() == ["2ms+5ms+9ms+reference"]
+    assert together.units()[0].sizes_id == f"{small.id}+{big.id}"
+    assert Plan.from_json(together.to_json(), trials) == together
 
 
 def test_a_worker_killed_mid_final_leaves_every_pick(

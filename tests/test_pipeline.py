@@ -11,7 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import optuna
 import pytest
+import yaml
 from click.testing import CliRunner
+from optuna.trial import TrialState
 
 from paretokd.cli import main
 from paretokd.records import Arch, RunRecord, TrialRecord
@@ -228,3 +230,49 @@ def test_help_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("NO-TORCH")
+
+
+def test_finals_too_large_to_keep_train_side_by_side(
+    base_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Teacher outputs over the cache limit: one claim, every shape trained from one pass."""
+    from paretokd.distill import final
+    from paretokd.distill.targets import TeacherTargets
+
+    monkeypatch.setattr(final, "CACHE_LIMIT_BYTES", 0)
+    passes = 0
+    compute = TeacherTargets.__getitem__
+
+    def counted(self: TeacherTargets, index: int) -> object:
+        nonlocal passes
+        passes += not self.keep  # the full split's outputs, recomputed on every visit
+        return compute(self, index)
+
+    monkeypatch.setattr(TeacherTargets, "__getitem__", counted)
+    # fp32 only, so that no two trials share a shape (an int8 sibling would).
+    raw = yaml.safe_load(Path(base_args[2]).read_text())
+    raw["space"]["precision"] = ["fp32"]
+    spec_file = tmp_path / "fp32.yaml"
+    spec_file.write_text(yaml.safe_dump(raw))
+    args = [*base_args[:2], str(spec_file), *base_args[3:]]
+    out = tmp_path / "run"
+    code, output = _run(*args, "--out", str(out), "--no-final")
+    assert code == 0, output
+    # Two budgets that pick two shapes: just above the fastest trial, and the spec's largest.
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    trained = [TrialRecord.read(t) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    uppers = sorted(t.timing.upper_ms for t in trained if t.feasible)
+    low = f"{(uppers[0] + uppers[1]) / 2:.4f}ms"  # only the fastest fits it
+    code, output = _run(*args, "--budgets", f"{low},100ms", "--out", str(out))
+    assert code == 0, output
+    rec = RunRecord.read(out / "recommendations.json")
+    shipped = [rec.final_of(p) for p in rec.picks]
+    for student in shipped:
+        assert student is not None and student.within_budget
+        assert (student.dir / "model.safetensors").is_file()
+    assert len({student.arch.sizes.id for student in shipped}) == 2  # two shapes to train
+    assert passes == shipped[0].steps  # one teacher pass for both, not one per shape
+    study = optuna.load_study(study_name="tiny.finals.1", storage=f"sqlite:///{out / 'study.db'}")
+    (claim,) = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert claim.user_attrs["unit"] == "+".join(p.budget for p in rec.picks)  # one claim
+    assert "side by side" in output

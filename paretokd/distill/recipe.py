@@ -1,13 +1,13 @@
 """The one recipe every student goes through: built from the teacher, distilled, scored.
 
 The search's trials, the finals, ``validate-proxy`` and the benches all call
-:func:`build` and :func:`distill` with the study's spec, so a final student is
+:func:`build` and :func:`distill_and_score` with the study's spec, so a final student is
 the search's candidate trained for longer, never a differently made model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from transformers import PreTrainedModel
@@ -16,7 +16,13 @@ from paretokd.config import StudySpec
 from paretokd.distill import device as devices
 from paretokd.distill.losses import Projections
 from paretokd.distill.targets import TeacherTargets
-from paretokd.distill.train import DistillResult, evaluate, evaluate_outputs, train
+from paretokd.distill.train import (
+    DistillResult,
+    Trainee,
+    evaluate,
+    evaluate_outputs,
+    train_together,
+)
 from paretokd.latency.graph import GraphModel
 from paretokd.models import student
 from paretokd.records import Arch
@@ -93,32 +99,32 @@ def learning_rate(arch: Arch, teacher_dims: Arch, spec: StudySpec) -> float:
     return min(far, max(RATE_MIN, far * distance**RATE_EXPONENT))
 
 
-def distill(
-    model: PreTrainedModel,
+def _train(
+    models: Sequence[PreTrainedModel],
     targets: TeacherTargets,
     spec: StudySpec,
     slicing: Slicing,
     steps: int,
-    progress: Callable[[int, float], None] | None = None,
-    held_out: TeacherTargets | None = None,
-) -> tuple[DistillResult, Projections]:
-    """Train ``model`` on ``targets`` for ``steps`` steps with the spec's settings.
-
-    With ``held_out`` (the finals), the held-out loss is measured every
-    ``distill.final_eval_every`` steps and the best checkpoint is kept.
-    """
-    return train(
-        model,
+    progress: Sequence[Callable[[int, float], None] | None],
+    held_out: TeacherTargets | None,
+) -> list[tuple[DistillResult, Projections]]:
+    teacher_dims = student.sizes(targets.teacher.config)
+    trainees = [
+        Trainee(
+            model,
+            learning_rate(student.sizes(model.config), teacher_dims, spec),
+            student.kept_dims(slicing.residual_order, model.config.hidden_size),
+            tick,
+        )
+        for model, tick in zip(models, progress, strict=True)
+    ]
+    return train_together(
+        trainees,
         targets,
         steps=steps,
-        learning_rate=learning_rate(
-            student.sizes(model.config), student.sizes(targets.teacher.config), spec
-        ),
         weight_decay=spec.distill.weight_decay,
         seed=spec.seed,
         task=spec.task,
-        kept_dims=student.kept_dims(slicing.residual_order, model.config.hidden_size),
-        progress=progress,
         device=devices.resolve(spec.distill.device),
         held_out=held_out,
         eval_every=spec.distill.final_eval_every if held_out is not None else 0,
@@ -147,14 +153,41 @@ def distill_and_score(
     progress: Callable[[int, float], None] | None = None,
     keep_best: bool = False,
 ) -> Distilled:
-    """:func:`distill` then the held-out loss on ``held_out`` (the proxy eval split).
+    """Train ``model`` for ``steps`` steps with the spec's settings, then its held-out loss.
 
-    ``keep_best`` (the finals): score ``held_out`` during training too, and keep
-    the best checkpoint (see :func:`distill`).
+    ``keep_best`` (the finals): the held-out loss on ``held_out`` (the proxy eval
+    split) is measured every ``distill.final_eval_every`` steps too, and the best
+    checkpoint is kept.
+    """
+    (done,) = distill_together(
+        [model], train_targets, held_out, spec, slicing, steps, [progress], keep_best
+    )
+    return done
+
+
+def distill_together(
+    models: Sequence[PreTrainedModel],
+    train_targets: TeacherTargets,
+    held_out: TeacherTargets,
+    spec: StudySpec,
+    slicing: Slicing,
+    steps: int,
+    progress: Sequence[Callable[[int, float], None] | None] | None = None,
+    keep_best: bool = False,
+) -> list[Distilled]:
+    """:func:`distill_and_score` for several students side by side, from one teacher pass.
+
+    Each ends as it would have alone (``train.train_together``); the teacher's
+    outputs on each batch are computed once for all of them, which is what the
+    finals save when those outputs are too large to keep between students.
     """
     watched = held_out if keep_best else None
-    result, proj = distill(model, train_targets, spec, slicing, steps, progress, watched)
-    return Distilled(model, result, evaluate(model, proj, held_out, spec.task), proj)
+    ticks = list(progress) if progress is not None else [None] * len(models)
+    trained = _train(models, train_targets, spec, slicing, steps, ticks, watched)
+    return [
+        Distilled(model, result, evaluate(model, proj, held_out, spec.task), proj)
+        for model, (result, proj) in zip(models, trained, strict=True)
+    ]
 
 
 def graph_loss(

@@ -66,6 +66,19 @@ def batch_loss(
     return loss
 
 
+@dataclass(frozen=True)
+class Trainee:
+    """One student of :func:`train_together`, with what is its own in the recipe."""
+
+    student: PreTrainedModel
+    learning_rate: float
+    """The schedule's peak rate."""
+    kept_dims: Sequence[int] | None = None
+    """The teacher's residual dimensions the student kept (its projections start there)."""
+    progress: Callable[[int, float], None] | None = None
+    """Called with (step, loss) after every step."""
+
+
 def train(
     student: PreTrainedModel,
     targets: TeacherTargets,
@@ -94,63 +107,159 @@ def train(
     Returns:
         The result and the trained projections (needed by :func:`evaluate`).
     """
+    (out,) = train_together(
+        [Trainee(student, learning_rate, kept_dims, progress)],
+        targets,
+        steps=steps,
+        weight_decay=weight_decay,
+        seed=seed,
+        task=task,
+        device=device,
+        held_out=held_out,
+        eval_every=eval_every,
+    )
+    return out
+
+
+def train_together(
+    trainees: Sequence[Trainee],
+    targets: TeacherTargets,
+    *,
+    steps: int,
+    weight_decay: float,
+    seed: int,
+    task: TaskSpec,
+    device: torch.device | None = None,
+    held_out: TeacherTargets | None = None,
+    eval_every: int = 0,
+) -> list[tuple[DistillResult, Projections]]:
+    """:func:`train` for several students side by side, from one pass of the teacher.
+
+    Every student visits the same batches in the same order, so each batch's
+    teacher outputs are computed once and every student takes its step on them.
+    Each student keeps its own random stream (dropout), so it ends exactly as
+    :func:`train` alone would have left it.
+    """
     device = device or torch.device("cpu")
-    best = _Best()
-    torch.manual_seed(seed)
-    teacher_width = targets.teacher.config.hidden_size
-    proj = Projections(
-        student.config.num_hidden_layers, student.config.hidden_size, teacher_width, kept_dims
-    )
-    student.to(device)  # type: ignore[arg-type]  # transformers types .to narrowly
-    proj.to(device)
-    params = list(student.parameters()) + list(proj.parameters())
-    optim = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
-    )
+    width = targets.teacher.config.hidden_size
+    runs = [
+        _Training(t, width, steps, weight_decay, seed, task, device, held_out, eval_every)
+        for t in trainees
+    ]
     gen = torch.Generator().manual_seed(seed)
     order: list[int] = []
-    tail: list[float] = []
-    student.train()
-    start = time.perf_counter()
     for step in range(steps):
         if not order:
             order = torch.randperm(len(targets), generator=gen).tolist()
         index = order.pop()
+        start = time.perf_counter()
         batch = devices.to(targets.batches[index], device)
-        with devices.autocast(device):
+        target = targets[index]  # the teacher's outputs: once for every student
+        waited = time.perf_counter() - start
+        for run in runs:
+            run.seconds += waited  # each student's seconds count the outputs it trained on
+            run.step(step, batch, target)
+    return [run.finish() for run in runs]
+
+
+class _Training:
+    """One student's training: projections, optimiser, schedule, random stream, best weights."""
+
+    def __init__(
+        self,
+        trainee: Trainee,
+        teacher_width: int,
+        steps: int,
+        weight_decay: float,
+        seed: int,
+        task: TaskSpec,
+        device: torch.device,
+        held_out: TeacherTargets | None,
+        eval_every: int,
+    ) -> None:
+        self.trainee, self.steps, self.task, self.device = trainee, steps, task, device
+        self.held_out = held_out if eval_every > 0 else None
+        self.eval_every = eval_every
+        self.best = _Best()
+        torch.manual_seed(seed)
+        student = trainee.student
+        self.proj = Projections(
+            student.config.num_hidden_layers,
+            student.config.hidden_size,
+            teacher_width,
+            trainee.kept_dims,
+        )
+        student.to(device)  # type: ignore[arg-type]  # transformers types .to narrowly
+        self.proj.to(device)
+        self.params = list(student.parameters()) + list(self.proj.parameters())
+        self.optim = torch.optim.AdamW(
+            self.params, lr=trainee.learning_rate, weight_decay=weight_decay
+        )
+        warmup = max(1, steps // 10)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optim,
+            lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))),
+        )
+        self.tail: list[float] = []
+        self.seconds = 0.0
+        self.rng = _rng_state(device)  # this student's own stream from here on
+        student.train()
+
+    def step(self, step: int, batch: Batch, target: Target) -> None:
+        """One optimiser step on ``batch`` against the teacher's ``target``."""
+        start = time.perf_counter()
+        _set_rng_state(self.rng, self.device)
+        student = self.trainee.student
+        with devices.autocast(self.device):
             states, logits = _forward(student, batch)
         # The loss in fp32 whatever the forward pass ran in.
         out = [h.float() for h in states], logits.float() if logits is not None else None
-        loss = batch_loss(out, targets[index], proj, batch["attention_mask"], task)
-        optim.zero_grad(set_to_none=True)
+        loss = batch_loss(out, target, self.proj, batch["attention_mask"], self.task)
+        self.optim.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
-        sched.step()
-        if step >= steps - max(1, steps // 10):
-            tail.append(loss.item())
-        if progress is not None:
-            progress(step + 1, loss.item())
-        scored = held_out is not None and eval_every > 0
-        if scored and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            assert held_out is not None
-            best.look(step + 1, evaluate(student, proj, held_out, task), student, proj)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optim.step()
+        self.sched.step()
+        if step >= self.steps - max(1, self.steps // 10):
+            self.tail.append(loss.item())
+        if self.trainee.progress is not None:
+            self.trainee.progress(step + 1, loss.item())
+        last = step + 1 == self.steps
+        if self.held_out is not None and ((step + 1) % self.eval_every == 0 or last):
+            self.best.look(
+                step + 1, evaluate(student, self.proj, self.held_out, self.task), student, self.proj
+            )
             student.train()
-    student.eval()
-    best.restore(student, proj)
-    student.to("cpu")  # type: ignore[arg-type]
-    proj.to("cpu")
-    result = DistillResult(
-        steps=steps,
-        train_loss=sum(tail) / len(tail),
-        seconds=time.perf_counter() - start,
-        learning_rate=learning_rate,
-        curve=tuple(best.curve),
-        best_step=best.step,
-    )
-    return result, proj
+        self.rng = _rng_state(self.device)
+        self.seconds += time.perf_counter() - start
+
+    def finish(self) -> tuple[DistillResult, Projections]:
+        """The student's best weights restored, it and its projections back on the CPU."""
+        student = self.trainee.student
+        student.eval()
+        self.best.restore(student, self.proj)
+        student.to("cpu")  # type: ignore[arg-type]
+        self.proj.to("cpu")
+        result = DistillResult(
+            steps=self.steps,
+            train_loss=sum(self.tail) / len(self.tail),
+            seconds=self.seconds,
+            learning_rate=self.trainee.learning_rate,
+            curve=tuple(self.best.curve),
+            best_step=self.best.step,
+        )
+        return result, self.proj
+
+
+def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.random.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) -> None:
+    torch.random.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 @dataclass
