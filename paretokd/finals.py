@@ -11,7 +11,9 @@ Workers share the finals (``search.claims``): the first to get here stores the
 plan (the picks) in a round beside the study, each architecture's final is one
 unit that one worker claims, and every worker waits until all are done and
 reads them back, so each writes every pick. One process alone takes every unit
-in turn, as it always did.
+in turn, as it always did. When the teacher's outputs on the full split are too
+large to keep between students, the plan is one unit of every shape, distilled
+side by side from one pass of the teacher (:attr:`Plan.together`).
 """
 
 from __future__ import annotations
