@@ -139,7 +139,8 @@ def ship(
     ref = reference.arch if with_reference and reference is not None else None
     # Outputs too large to keep between students: every shape in one unit, trained
     # side by side from one pass of the teacher (a worker then distils them all).
-    plan = Plan.make(s.spec, picks, ref, together=not s.full_train.keep)
+    together = not final.keeps_outputs(s.spec, s.teacher, s.splits)  # no tokenising
+    plan = Plan.make(s.spec, picks, ref, together=together)
     if not plan.units():
         return list(picks), []  # nothing fits any budget: each pick says why
     rnd = claims.open_round(

@@ -54,28 +54,39 @@ def resolve_steps(spec: StudySpec, splits: Splits) -> StudySpec:
     return replace(spec, distill=replace(spec.distill, final_steps=steps))
 
 
-def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> TeacherTargets:
-    """The full training split, batched, with the teacher's outputs shared by every pick.
+def keeps_outputs(spec: StudySpec, teacher: Teacher, splits: Splits) -> bool:
+    """Whether the teacher's outputs on the finals' batches fit in :data:`CACHE_LIMIT_BYTES`.
 
-    Every pick trains with the same seed, so it visits the same batches: the
-    teacher's outputs are computed once for all picks, unless keeping them
-    could need more than :data:`CACHE_LIMIT_BYTES` (a big teacher or a long
-    final training), in which case each pick recomputes them.
+    Known from the sizes alone (no tokenising): the worst case is every visited
+    batch at full length, every layer's states in float16.
     """
-    batches, _ = make_batches(
-        splits.full_train, teacher.tokenizer, spec.distill.batch_size, spec.data.max_length
-    )
+    batches = math.ceil(len(splits.full_train) / spec.distill.batch_size)
     cfg = teacher.config
     worst = (
-        min(spec.distill.final_steps, len(batches))
+        min(spec.distill.final_steps, batches)
         * spec.distill.batch_size
         * spec.data.max_length
         * cfg.num_hidden_layers
         * cfg.hidden_size
         * 2  # float16
     )
+    return worst <= CACHE_LIMIT_BYTES
+
+
+def training_targets(spec: StudySpec, teacher: Teacher, splits: Splits) -> TeacherTargets:
+    """The full training split, batched, with the teacher's outputs shared by every pick.
+
+    Every pick trains with the same seed, so it visits the same batches: the
+    teacher's outputs are computed once for all picks, unless keeping them
+    could need more than :data:`CACHE_LIMIT_BYTES` (a big teacher or a long
+    final training), in which case the finals train their students side by side.
+    """
+    batches, _ = make_batches(
+        splits.full_train, teacher.tokenizer, spec.distill.batch_size, spec.data.max_length
+    )
     device = devices.resolve(spec.distill.device)
-    return TeacherTargets(teacher.model, batches, keep=worst <= CACHE_LIMIT_BYTES, device=device)
+    keep = keeps_outputs(spec, teacher, splits)
+    return TeacherTargets(teacher.model, batches, keep=keep, device=device)
 
 
 @dataclass(frozen=True)
