@@ -29,18 +29,37 @@ def _paired(cand: list[list[float]], anch: list[list[float]], kept: list[int]) -
     )
 
 
-def test_the_paired_ratio_is_the_pooled_medians_ratio_on_the_studys_scale() -> None:
+def test_the_paired_ratio_is_the_median_of_the_rounds_mean_ratios_on_the_studys_scale() -> None:
     cand = [[2.0, 2.1, 1.9], [2.0, 2.2, 2.0], [2.1, 2.0, 1.9]]
-    anch = [[10.0, 10.2, 9.8], [10.0, 10.1, 9.9], [9.9, 10.0, 10.1]]
+    anch = [[10.0], [10.0], [9.5]]  # one teacher run fills an anchor block
     p = _paired(cand, anch, [0, 1, 2])
-    assert p.ratio == pytest.approx(2.0 / 10.0)
+    # Each round: the candidate's mean run over the anchor's; the middle one is round 1's.
+    assert p.round_ratios == pytest.approx([2.0 / 10.0, 6.2 / 3 / 10.0, 2.0 / 9.5])
+    assert p.ratio == pytest.approx(6.2 / 3 / 10.0)
     lo, hi = p.ratio_ci
     assert lo <= p.ratio <= hi
+    assert lo == pytest.approx(0.2) and hi == pytest.approx(2.0 / 9.5)  # the rounds' extremes
     stats = p.stats(anchor_ms=30.0)  # the teacher's calibrated p50
-    assert stats.p50_ms == pytest.approx(6.0)
+    assert stats.p50_ms == pytest.approx(6.2 / 3 * 3.0)
     assert stats.ci_ms == pytest.approx((lo * 30.0, hi * 30.0))
     assert stats.raw_p50_ms == pytest.approx(2.0) and stats.anchor_p50_ms == pytest.approx(10.0)
-    assert stats.rounds == 3 and stats.ratio == pytest.approx(0.2)
+    assert stats.rounds == 3 and stats.ratio == pytest.approx(p.ratio)
+
+
+def test_a_hiccup_weighs_on_the_candidate_as_on_the_anchor() -> None:
+    # In every round the machine stalls 4 ms once: inside one of the candidate's
+    # twenty short runs, and inside the teacher's single run.
+    cand = [[2.0] * 19 + [6.0] for _ in range(6)]
+    anch = [[44.0] for _ in range(6)]
+    p = _paired(cand, anch, list(range(6)))
+    assert p.ratio == pytest.approx(2.0 / 40.0)  # as on a machine without stalls
+    # (A median of the candidate's runs skips its stall: 2.0 / 44.0, 9% fast.)
+
+
+def test_a_round_slowed_by_a_neighbour_does_not_move_the_ratio() -> None:
+    cand = [[2.0] * 5, [2.0] * 5, [2.6] * 5, [2.0] * 5, [2.0] * 5]  # round 2: a busy neighbour
+    anch = [[10.0], [10.0], [10.0], [10.0], [10.0]]
+    assert _paired(cand, anch, [0, 1, 3, 4]).ratio == pytest.approx(0.2)
 
 
 def test_a_machine_that_changed_state_gives_the_same_figure() -> None:
@@ -54,7 +73,7 @@ def test_a_machine_that_changed_state_gives_the_same_figure() -> None:
     assert hot.raw_p50_ms == pytest.approx(calm.raw_p50_ms * 1.35)
 
 
-def test_a_round_slowed_by_a_neighbour_does_not_count() -> None:
+def test_the_quiet_rounds_leave_out_a_slowed_round_from_the_candidates_spread() -> None:
     cand = [[2.0] * 5, [2.0] * 5, [2.6] * 5, [2.0] * 5]  # round 2: a busy neighbour
     anch = [[10.0] * 5, [10.0] * 5, [10.0] * 5, [10.0] * 5]
     assert quiet_rounds(cand, anch, 0.03) == [0, 1, 3]

@@ -12,6 +12,7 @@ import pytest
 
 from paretokd import config
 from paretokd.errors import ParetokdError
+from paretokd.latency.fingerprint import ESTIMATOR
 from paretokd.search import storage
 from tests.factories import FINGERPRINT
 
@@ -79,3 +80,17 @@ def test_a_study_on_other_hardware_is_refused(tmp_path: Path, tiny_spec_file: Pa
     other = FINGERPRINT.__class__(**{**FINGERPRINT.to_json(), "hardware": "another CPU"})
     with pytest.raises(ParetokdError, match="other hardware"):
         storage.open_study(spec, url, "s", other)
+
+
+def test_a_study_timed_with_the_earlier_ratio_is_refused(
+    tmp_path: Path, tiny_spec_file: Path
+) -> None:
+    # A study stored before the estimator was part of the fingerprint: its record lacks it.
+    spec = config.load(tiny_spec_file)
+    url = _url(tmp_path)
+    earlier = {k: v for k, v in FINGERPRINT.to_json().items() if k != "estimator"}
+    study = storage.open_study(spec, url, "s", FINGERPRINT)
+    study.set_user_attr("fingerprint", earlier)
+    now = FINGERPRINT.__class__(**{**earlier, "estimator": ESTIMATOR})
+    with pytest.raises(ParetokdError, match="estimator"):
+        storage.open_study(spec, url, "s", now)

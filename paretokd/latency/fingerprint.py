@@ -25,6 +25,11 @@ Runtime's transformer optimizer recognises, should ``transformer_fusion`` be
 switched on. The PyTorch model keeps its own implementation for training.
 """
 
+ESTIMATOR = "median-of-round-mean-ratios"
+"""How :mod:`paretokd.latency.paired` reads a ratio from its rounds. Part of a
+study's fingerprint, so that no study mixes figures read two ways (studies made
+before it read "pooled-medians")."""
+
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
@@ -141,6 +146,7 @@ def fingerprint(spec: LatencySpec) -> Fingerprint:
         clock=clock(spec),
         batch=spec.batch,
         seq_len=spec.seq_len,
+        estimator=ESTIMATOR,
     )
 
 

@@ -240,6 +240,8 @@ class Fingerprint:
     """``cpu`` (the model thread's CPU time) or ``wall``."""
     batch: int
     seq_len: int
+    estimator: str = "pooled-medians"
+    """How a paired timing's ratio is read from its rounds (older studies: pooled medians)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
