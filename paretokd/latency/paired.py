@@ -20,14 +20,19 @@ teacher, the candidate's many short runs. A hiccup of the machine (an
 interrupt, caches lost to another process) lands inside the teacher's one run
 but in only one of the candidate's; a median of the candidate's runs skips it,
 the teacher's single run cannot, so a ratio of medians read small models low
-on a disturbed machine (one search figure 16% under its shipped one). Means
-over blocks of equal length absorb the same hiccups on both sides. Dropping the
+on a disturbed machine. Means over blocks of equal length absorb the same
+hiccups on both sides. Dropping the
 disturbed rounds before the ratio selected rounds by the noisy teacher run and
 did no better; the median over rounds is what stands up to a disturbed round.
 Beside a spinning, a bursting, a memory-copying and a training neighbour
 (``bench/paired_estimators.py``, two runs, three students), the p95 of this
 ratio's deviation from the quiet machine's was 1.1% to 6.0%, its worst 9.5%;
 for the pooled medians over the quietest rounds 4.4% to 12.0%, worst 14.8%.
+
+What a ratio does not absorb: a graph that streams its weights from memory (the
+teacher) slows more than one that fits in the caches (a one-layer student) when
+other tenants share them, so a small student's ratio to the teacher moves with
+the host's state (a 0.7 ms student read 16% apart in two quiet moments).
 
 A machine that disturbs many rounds widens the interval; while it is wider than
 ``latency.interval_target``, more rounds follow, up to twice the rounds asked for.
