@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,9 +138,7 @@ class Paired:
         )
 
 
-def _round_ratios(
-    cand: tuple[tuple[float, ...], ...], anch: tuple[tuple[float, ...], ...]
-) -> np.ndarray:
+def _round_ratios(cand: Sequence[Sequence[float]], anch: Sequence[Sequence[float]]) -> np.ndarray:
     return np.array([np.mean(c) / np.mean(a) for c, a in zip(cand, anch, strict=True)])
 
 
@@ -252,7 +251,7 @@ EXTRA_ROUNDS = 4
 def _narrow(cand: list[list[float]], anch: list[list[float]], spec: LatencySpec) -> bool:
     """Whether the ratio's interval over the rounds so far is within ``spec.interval_target``."""
     assert spec.interval_target is not None
-    ratios = _round_ratios(tuple(map(tuple, cand)), tuple(map(tuple, anch)))
+    ratios = _round_ratios(cand, anch)
     lo, hi = _bootstrap(ratios)
     return (hi - lo) / 2 <= spec.interval_target * float(np.median(ratios))
 
