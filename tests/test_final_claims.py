@@ -192,7 +192,7 @@ def test_rounds_are_read_back_joined_or_started_anew(tmp_path: Path) -> None:
 
 
 def test_the_plan_claims_each_architecture_once() -> None:
-    from paretokd.finals import Plan
+    from paretokd.records.finals_round import Plan
 
     def trial(number: int, arch: Arch) -> TrialRecord:
         return TrialRecord(number, arch, 1000, 0.5, latency(1.0), -1.0)
