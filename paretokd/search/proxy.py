@@ -149,19 +149,7 @@ def validate(
         ctx = context.prepare(spec, teacher, splits, workdir, latency.fingerprint(spec.latency))
         for precision in context.anchor_precisions(spec):
             context.calibrate_anchor(ctx, precision)
-        pool = sample_archs(spec.space, POOL_FACTOR * k, seed)
-        measured = []
-        for i, arch in enumerate(pool, 1):
-            model = context.build_student(arch, ctx)
-            ms = context.time_student(model, ctx, arch.precision).p50_ms
-            say(f"latency {i}/{len(pool)} {arch.id}: {ms:.2f} ms")
-            measured.append((arch, ms))
-        chosen = spread_by_latency(measured, k, budget)
-        if len(chosen) < 2:
-            raise ParetokdError(
-                f"only {len(chosen)} of {len(pool)} sampled architectures run within the "
-                f"largest budget ({budget:g} ms): raise the budget or shrink the space"
-            )
+        chosen = _choose(ctx, k, seed, budget, say)
         full = final.training_targets(spec, teacher, splits) if evalset is not None else None
         rows: list[dict[str, Any]] = []
         proxy: list[float] = []
@@ -198,6 +186,30 @@ def validate(
         against="final" if evalset is not None else "long",
         metric=evalset.metric if evalset is not None else None,
     )
+
+
+def _choose(
+    ctx: context.Context, k: int, seed: int, budget: float, say: Callable[[str], None]
+) -> list[tuple[Arch, float]]:
+    """Time ``POOL_FACTOR × k`` sampled architectures; keep ``k`` spread below ``budget``.
+
+    Raises:
+        ParetokdError: If fewer than two of them fit ``budget``.
+    """
+    pool = sample_archs(ctx.spec.space, POOL_FACTOR * k, seed)
+    measured = []
+    for i, arch in enumerate(pool, 1):
+        model = context.build_student(arch, ctx)
+        ms = context.time_student(model, ctx, arch.precision).p50_ms
+        say(f"latency {i}/{len(pool)} {arch.id}: {ms:.2f} ms")
+        measured.append((arch, ms))
+    chosen = spread_by_latency(measured, k, budget)
+    if len(chosen) < 2:
+        raise ParetokdError(
+            f"only {len(chosen)} of {len(pool)} sampled architectures run within the "
+            f"largest budget ({budget:g} ms): raise the budget or shrink the space"
+        )
+    return chosen
 
 
 def _final_score(
