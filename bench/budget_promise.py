@@ -42,6 +42,7 @@ from pathlib import Path
 
 from paretokd import config, latency, pipeline
 from paretokd.latency import paired
+from paretokd.latency.graph import reduce_precision
 from paretokd.logs import quiet_libraries
 from paretokd.models import student
 from paretokd.models import teacher as teacher_mod
@@ -69,10 +70,12 @@ import json, sys
 from pathlib import Path
 from paretokd import config, latency
 from paretokd.latency import paired
+from paretokd.latency.graph import reduce_precision
 spec = config.load(None).latency
 teacher, student = Path(sys.argv[1]), Path(sys.argv[2])
 single = [latency.measure(teacher, spec).p50_ms for _ in range(5)]
-ratios = [paired.measure_paired(student, teacher, spec).stats(1.0).p50_ms for _ in range(5)]
+top = [paired.Anchor(paired.TEACHER, teacher, 1.0)]
+ratios = [paired.measure_paired(student, top, spec).stats().p50_ms for _ in range(5)]
 print(json.dumps({"single": single, "paired": ratios}))
 """
 
@@ -104,6 +107,24 @@ def fresh_processes(teacher_onnx: Path, student_onnx: Path, n: int) -> dict[str,
     return gaps
 
 
+def anchors(
+    teacher: teacher_mod.Teacher,
+    teacher_onnx: Path,
+    folder: Path,
+    spec: config.LatencySpec,
+    precision: str = "fp32",
+) -> tuple[paired.Anchor, ...]:
+    """The teacher's ladder of anchors in ``precision``, made in ``folder`` and calibrated
+    as a study's are."""
+    names = teacher.tokenizer.model_input_names
+    graphs = {paired.TEACHER: teacher_onnx}
+    for rung in paired.rungs(teacher.dims):
+        model = student.build(rung, teacher.model)
+        graphs[rung.id] = latency.export_onnx(model, names, folder / f"{rung.id}.onnx", spec)
+    graphs = {name: reduce_precision(path, precision) for name, path in graphs.items()}
+    return paired.ladder(graphs, paired.calibrate_ladder(graphs, spec))
+
+
 def protocol_cost(
     teacher: teacher_mod.Teacher, teacher_onnx: Path, spec: config.StudySpec, n: int, seed: int
 ) -> tuple[float, float]:
@@ -111,21 +132,22 @@ def protocol_cost(
     archs = space.all_archs(space.resolve(spec, teacher.dims).space)
     random.Random(seed).shuffle(archs)
     lat, names = spec.latency, teacher.tokenizer.model_input_names
-    anchor = paired.calibrate(teacher_onnx, lat).p50_ms
     new: list[float] = []
     old: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
+        ladder = anchors(teacher, teacher_onnx, Path(tmp), lat)
         for arch in archs[:n]:
             model = student.build(arch, teacher.model)
             for label, times in (("paired", new), ("single", old)):
                 t0 = time.perf_counter()
                 path = latency.export_onnx(model, names, Path(tmp) / f"{label}.onnx", lat)
                 if label == "paired":
-                    ms = paired.measure_paired(path, teacher_onnx, lat).stats(anchor).p50_ms
+                    timed = paired.measure_paired(path, ladder, lat).stats()
+                    ms, how = timed.p50_ms, f", with {timed.anchor}"
                 else:
-                    ms = latency.measure(path, lat).p50_ms
+                    ms, how = latency.measure(path, lat).p50_ms, ""
                 times.append(time.perf_counter() - t0)
-                print(f"cost {arch.id:<20} {label}: {times[-1]:.2f} s (p50 {ms:.2f} ms)")
+                print(f"cost {arch.id:<20} {label}: {times[-1]:.2f} s (p50 {ms:.2f} ms{how})")
     return statistics.mean(new), statistics.mean(old)
 
 

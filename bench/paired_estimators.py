@@ -1,24 +1,29 @@
 """Paired-estimator benchmark: which reading of a paired timing's rounds survives a busy machine?
 
-Run by hand from the repository root (about 3 minutes on 2 CPU cores):
+Run by hand from the repository root (about 11 minutes on 2 CPU cores):
 
     .venv/bin/python bench/paired_estimators.py
 
-Times three students of the default teacher (all-MiniLM-L6-v2), from one layer
-of width 96 to the hand-crafted three layers, paired with the teacher under five
+Times four students of the default teacher (all-MiniLM-L6-v2), from one layer
+of width 96 to the hand-crafted three layers, in fp32 and int8, under five
 neighbours in turn: none, a spinning process, a process that spins 20 ms and
 sleeps 30 ms, one that copies 64 MB over and over, and a one-thread training
-job. Every timing's rounds are then read two ways:
+job. Each timing is made twice, paired with the teacher and paired with the
+nearest anchor of the teacher's ladder (calibrated once on the quiet machine,
+as a study's is), and read three ways:
 
-- ``round means`` (what paretokd does): each round's candidate mean run time
-  over the anchor's, the median over every round;
-- ``pooled medians`` (what it did): the candidate's median run over the
-  anchor's, pooled over the rounds :func:`paretokd.latency.paired.quiet_rounds`
-  keeps.
+- ``nearest anchor`` (what paretokd does): paired with the ladder's anchor
+  nearest the student's latency; each round's candidate mean run time over the
+  anchor's, the median over every round, times the anchor's figure;
+- ``teacher, round means`` (what it did before): the same, always paired with
+  the teacher;
+- ``teacher, pooled medians`` (what it did first): the candidate's median run
+  over the teacher's, pooled over the rounds
+  :func:`paretokd.latency.paired.quiet_rounds` keeps.
 
-For each student and estimator it prints the median figure with no neighbour
+For each student and reading it prints the median figure with no neighbour
 (the reference), the median shift under each neighbour, and the p50, p95 and
-maximum of |figure / reference - 1| over every timing. The estimator whose
+maximum of |figure / reference - 1| over every timing. The reading whose
 figures stay nearest the quiet machine's keeps a search figure nearest the one
 a student ships with.
 """
@@ -37,6 +42,7 @@ import numpy as np
 
 from paretokd import config, latency
 from paretokd.latency import paired
+from paretokd.latency.graph import reduce_precision
 from paretokd.logs import quiet_libraries
 from paretokd.models import student
 from paretokd.models import teacher as teacher_mod
@@ -44,6 +50,7 @@ from paretokd.records import Arch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from budget_promise import NEIGHBOURS as PROMISE_NEIGHBOURS  # noqa: E402
+from budget_promise import anchors  # noqa: E402
 
 NEIGHBOURS = {
     **PROMISE_NEIGHBOURS,
@@ -63,37 +70,44 @@ NEIGHBOURS = {
 }
 """What runs beside the timings: the promise bench's neighbours, bursts, and memory traffic."""
 
-STUDENTS = (Arch(1, 96, 3, 768), Arch(1, 256, 8, 768), Arch(3, 384, 12, 1536))
-"""A one-layer student of width 96, one of width 256, and the hand-crafted student."""
+STUDENTS = (Arch(1, 96, 3, 768), Arch(1, 256, 8, 768), Arch(2, 192, 6, 768), Arch(3, 384, 12, 1536))
+"""One-layer students of width 96 and 256, a two-layer one, and the hand-crafted student."""
+
+Timings = tuple[paired.Paired, paired.Paired]
+"""One student timed paired with the teacher, then paired with its nearest anchor."""
 
 
 def pooled_medians(timed: paired.Paired) -> float:
-    """The earlier reading: pooled medians over the quiet rounds."""
+    """The first reading: pooled medians over the quiet rounds."""
     k = timed.kept
     cand = np.median([t for i in k for t in timed.candidate_blocks[i]])
     anch = np.median([t for i in k for t in timed.anchor_blocks[i]])
     return float(cand / anch)
 
 
-ESTIMATORS: dict[str, Callable[[paired.Paired], float]] = {
-    "round means": lambda timed: timed.ratio,
-    "pooled medians": pooled_medians,
+ESTIMATORS: dict[str, Callable[[Timings], float]] = {
+    # Over the teacher's calibrated figure (the anchor of the first timing).
+    "nearest anchor": lambda t: t[1].stats().p50_ms / t[0].against.ms,
+    "teacher, round means": lambda t: t[0].ratio,
+    "teacher, pooled medians": lambda t: pooled_medians(t[0]),
 }
+"""Each reading of a student's figure, in units of the teacher's calibrated latency."""
 
 
 def collect(
-    teacher_onnx: Path, graphs: dict[str, Path], spec: config.LatencySpec, reps: int
-) -> dict[tuple[str, str], list[paired.Paired]]:
-    """Every student timed ``reps`` times beside each neighbour in turn."""
-    out: dict[tuple[str, str], list[paired.Paired]] = {}
+    ladder: tuple[paired.Anchor, ...], graphs: dict[str, Path], spec: config.LatencySpec, reps: int
+) -> dict[tuple[str, str], list[Timings]]:
+    """Every student timed ``reps`` times beside each neighbour in turn, both ways."""
+    out: dict[tuple[str, str], list[Timings]] = {}
     for neighbour, code in NEIGHBOURS.items():
         proc = subprocess.Popen([sys.executable, "-c", code]) if code else None
         try:
             time.sleep(1.0 if proc else 0.0)
             for _ in range(reps):
                 for name, path in graphs.items():
-                    timed = paired.measure_paired(path, teacher_onnx, spec)
-                    out.setdefault((name, neighbour), []).append(timed)
+                    top = paired.measure_paired(path, ladder[:1], spec)
+                    near = paired.measure_paired(path, ladder, spec)
+                    out.setdefault((name, neighbour), []).append((top, near))
         finally:
             if proc is not None:
                 proc.kill()
@@ -102,17 +116,18 @@ def collect(
     return out
 
 
-def report(timings: dict[tuple[str, str], list[paired.Paired]], names: list[str]) -> None:
-    """Print each estimator's shift and spread per student against its quiet-machine figure."""
+def report(timings: dict[tuple[str, str], list[Timings]], names: list[str]) -> None:
+    """Print each reading's shift and spread per student against its quiet-machine figure."""
     for name in names:
-        print(f"\n{name}")
+        near = sorted({t[1].against.name for nb in NEIGHBOURS for t in timings[(name, nb)]})
+        print(f"\n{name} (its nearest anchor: {', '.join(near)})")
         for label, read in ESTIMATORS.items():
             by = {nb: [read(t) for t in timings[(name, nb)]] for nb in NEIGHBOURS}
             ref = float(np.median(by["quiet"]))
             dev = np.abs(np.array([v for vs in by.values() for v in vs]) / ref - 1) * 100
             shifts = " ".join(f"{nb} {np.median(v) / ref - 1:+.1%}" for nb, v in by.items())
             print(
-                f"  {label:15} ratio {ref:.4f}  |dev| p50 {np.median(dev):4.1f}% "
+                f"  {label:24} ratio {ref:.4f}  |dev| p50 {np.median(dev):4.1f}% "
                 f"p95 {np.percentile(dev, 95):4.1f}% max {dev.max():4.1f}%   {shifts}"
             )
 
@@ -120,7 +135,7 @@ def report(timings: dict[tuple[str, str], list[paired.Paired]], names: list[str]
 def main() -> None:
     """Parse the flags, build the graphs, time them beside each neighbour, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=4, help="timings per student and neighbour")
+    parser.add_argument("--reps", type=int, default=3, help="timings per student and neighbour")
     args = parser.parse_args()
     quiet_libraries()
     spec = config.load(None)
@@ -129,13 +144,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         teacher_onnx = latency.export_onnx(teacher.model, names, folder / "t.onnx", spec.latency)
-        graphs = {
-            arch.id: latency.export_onnx(
-                student.build(arch, teacher.model), names, folder / f"{arch.id}.onnx", spec.latency
-            )
-            for arch in STUDENTS
-        }
-        timings = collect(teacher_onnx, graphs, spec.latency, args.reps)
+        graphs = {}
+        for arch in STUDENTS:
+            model = student.build(arch, teacher.model)
+            fp32 = latency.export_onnx(model, names, folder / f"{arch.id}.onnx", spec.latency)
+            graphs[arch.id] = fp32
+            graphs[f"{arch.id}-int8"] = reduce_precision(fp32, "int8")
+        timings: dict[tuple[str, str], list[Timings]] = {}
+        for precision in ("fp32", "int8"):
+            ladder = anchors(teacher, teacher_onnx, folder, spec.latency, precision)
+            int8 = precision == "int8"
+            chosen = {k: v for k, v in graphs.items() if k.endswith("-int8") == int8}
+            timings |= collect(ladder, chosen, spec.latency, args.reps)
     report(timings, list(graphs))
 
 

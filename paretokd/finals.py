@@ -1,8 +1,8 @@
 """The finals stage: distil each pick, check its shipped graph against its budget, fall back.
 
 A budget is a promise. Each pick is distilled on the full training split and
-its exported graph is timed again, paired with the teacher like every figure
-of the study. A student over its budget is timed once more; still over, the
+its exported graph is timed again, paired with the anchor its search trial
+was paired with. A student over its budget is timed once more; still over, the
 next best candidate that fits takes its place (confirmed and distilled in
 turn), and the pick records why. A budget that no candidate keeps ends with no
 student and a reason, never with a student that breaks it.
@@ -64,9 +64,12 @@ CLAIMS_KIND = "finals"
 """The finals' rounds of claims are the studies ``<study>.finals.<n>`` in the study's storage."""
 
 
-def time_final(path: Path, ctx: Context, precision: str) -> LatencyStats:
-    """Time a shipped graph as the study timed its candidates, with the confirmation's rounds."""
-    return time_onnx(path, ctx, precision, ctx.spec.latency.confirm_rounds)
+def time_final(path: Path, ctx: Context, precision: str, anchor: str | None) -> LatencyStats:
+    """Time a shipped graph as the study timed its candidates, with the confirmation's rounds.
+
+    It is paired with ``anchor``, the one its search trial was paired with.
+    """
+    return time_onnx(path, ctx, precision, ctx.spec.latency.confirm_rounds, anchor)
 
 
 @dataclass
@@ -260,7 +263,9 @@ def _gather(
 
 
 def _job_of(student: FinalStudent) -> final.Job:
-    return final.Job(student.folder, student.arch, student.budget_ms, student.trial)
+    return final.Job(
+        student.folder, student.arch, student.budget_ms, student.trial, student.latency.anchor
+    )
 
 
 def _readable(s: Shipping, student: FinalStudent, unit: UnitDone) -> bool:
@@ -351,7 +356,7 @@ def _job(spec: StudySpec, pick: Pick) -> final.Job:
     """The final job of a pick; its architecture replayed through the space (``FixedTrial``)."""
     assert pick.trial is not None
     arch = space.suggest(FixedTrial(pick.trial.arch.to_dict()), spec.space)
-    return final.Job(pick.budget, arch, pick.budget_ms, pick.trial.number)
+    return final.Job(pick.budget, arch, pick.budget_ms, pick.trial.number, pick.trial.timing.anchor)
 
 
 def _checked(s: Shipping, student: FinalStudent) -> FinalStudent:
@@ -361,7 +366,7 @@ def _checked(s: Shipping, student: FinalStudent) -> FinalStudent:
     log.info(
         "%s: p50 %.2f ms is over budget; timing it again", student.folder, student.latency.p50_ms
     )
-    again = time_final(student.onnx, s.ctx, student.arch.precision)
+    again = time_final(student.onnx, s.ctx, student.arch.precision, student.latency.anchor)
     return final.retimed(student, again, s.fingerprint, s.spec)
 
 
@@ -391,7 +396,7 @@ def _distil(s: Shipping, job: final.Job) -> FinalStudent:
             s.full_train,
             s.ctx.proxy_eval,
             s.ctx.slicing,
-            lambda path: time_final(path, s.ctx, job.arch.precision),
+            lambda path: time_final(path, s.ctx, job.arch.precision, job.anchor),
             s.fingerprint,
             s.out_dir,
             progress=s.progress(label, steps) if s.progress and trained is None else None,

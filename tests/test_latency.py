@@ -20,7 +20,7 @@ from paretokd import latency
 from paretokd.cli import main
 from paretokd.config import LatencySpec
 from paretokd.errors import ParetokdError
-from paretokd.latency import protocol
+from paretokd.latency import paired, protocol
 from paretokd.models import student
 from paretokd.records import Arch, LatencyStats
 
@@ -350,17 +350,33 @@ def test_a_drifting_machine_is_logged_and_recorded_on_the_study(
             "spec": spec,
             "teacher": from_model("tiny", teacher, tok),
             "workdir": tmp_path,
-            "anchor_ms": {},
+            "ladder": {},
         }
     )
     study = optuna.create_study(directions=["minimize", "minimize"])
     assert teacher_timing.check_drift(study, ctx) is False  # nothing stored yet: nothing to compare
     stats = teacher_timing.calibrate(study, ctx)
-    assert ctx.anchor_ms["fp32"] == stats.p50_ms
-    # The int8 teacher too: int8 graphs are paired with it, on its own scale.
+    top, *below = ctx.ladder["fp32"]
+    assert top.name == "teacher" and top.ms == stats.p50_ms
+    # Its rungs, each on the teacher's scale: their ratio to it, timed side by side.
+    rungs = study.user_attrs["anchor_ladder"]
+    expected = [r.id for r in paired.rungs(ctx.teacher.dims)]
+    assert expected and [a.name for a in below] == list(rungs) == expected
+    for anchor in below:
+        timed = LatencyStats.from_json(rungs[anchor.name])
+        assert timed.anchor == "teacher" and anchor.path.is_file()
+        assert anchor.ms == timed.p50_ms == pytest.approx(timed.ratio * stats.p50_ms)
+        assert anchor.ms < top.ms
+    # The int8 ladder too: int8 graphs are paired with it, on its own scale.
     int8 = LatencyStats.from_json(study.user_attrs["teacher_latency_int8"])
-    assert ctx.anchor_ms["int8"] == int8.p50_ms > 0
+    assert ctx.ladder["int8"][0].ms == int8.p50_ms > 0
+    assert [a.name for a in ctx.ladder["int8"]] == [a.name for a in ctx.ladder["fp32"]]
     assert (tmp_path / "teacher.onnx").is_file()
+    # A worker (or a rerun) reads the stored ladder instead of timing it again.
+    fields = {**unused, "spec": spec, "teacher": ctx.teacher, "workdir": tmp_path, "ladder": {}}
+    again = context.Context(**fields)
+    teacher_timing.calibrate(study, again)
+    assert again.ladder == ctx.ladder
     # The study says the teacher ran 3x faster than this machine runs it now.
     study.set_user_attr("teacher_latency", {**stats.to_json(), "p50_ms": stats.p50_ms / 3})
     with caplog.at_level("WARNING", logger="paretokd"):

@@ -83,14 +83,22 @@ def test_run_writes_picks_students_and_report(base_args: list[str], tmp_path: Pa
     assert spent is not None and spent.trials == 5 and spent.seconds > 0
     assert 0 <= spent.never_pickable_seconds <= spent.seconds
     assert "time on never-pickable trials" in (out / "report.html").read_text()
-    # Every figure is a ratio to the teacher timed side by side, times its calibration:
-    # the speed-up is the inverse of the shipped student's ratio, with an interval.
+    # Every figure is a ratio to an anchor timed side by side, times the anchor's figure:
+    # the teacher's calibration, or a rung's ratio to the teacher times it. The speed-up
+    # is the teacher's figure over the student's, with an interval.
     raw = json.loads((out / "recommendations.json").read_text())
+    attrs = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}").user_attrs
+    scale = {"teacher": rec.teacher.latency_ms}
+    scale |= {name: stats["p50_ms"] for name, stats in attrs["anchor_ladder"].items()}
     for pick, raw_pick in zip(rec.picks, raw["picks"], strict=True):
         final = rec.final_of(pick)
         assert final is not None and pick.trial is not None
         assert final.latency.ratio is not None and pick.trial.latency.ratio is not None
-        assert rec.speedup(final) == pytest.approx(1 / final.latency.ratio)
+        # Shipped, it was paired with the anchor its search trial was paired with.
+        assert final.latency.anchor == pick.trial.latency.anchor in scale
+        anchor_ms = scale[final.latency.anchor]
+        assert final.latency.p50_ms == pytest.approx(final.latency.ratio * anchor_ms)
+        assert rec.speedup(final) == pytest.approx(rec.teacher.latency_ms / final.latency.p50_ms)
         lo, hi = raw_pick["final"]["speedup_ci"]
         assert lo <= rec.speedup(final) <= hi
         assert raw_pick["final"]["speedup"] == pytest.approx(rec.speedup(final))

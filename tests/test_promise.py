@@ -11,21 +11,34 @@ from click.testing import CliRunner
 from paretokd import finals, latency
 from paretokd.cli import STRICT_EXIT, main
 from paretokd.config import LatencySpec
-from paretokd.latency.paired import EXTRA_ROUNDS, Paired, measure_paired, quiet_rounds
+from paretokd.latency.paired import (
+    EXTRA_ROUNDS,
+    TEACHER,
+    Anchor,
+    Paired,
+    measure_paired,
+    nearest,
+    quiet_rounds,
+    rungs,
+)
 from paretokd.latency.protocol import summarise
-from paretokd.records import LatencyStats, RunRecord
+from paretokd.records import Arch, LatencyStats, RunRecord
 from paretokd.search.context import Context, time_onnx
 
 time_final = finals.time_final
 
 
-def _paired(cand: list[list[float]], anch: list[list[float]], kept: list[int]) -> Paired:
+def _paired(
+    cand: list[list[float]], anch: list[list[float]], kept: list[int], anchor_ms: float = 30.0
+) -> Paired:
+    """The rounds as timed against an anchor whose study figure is ``anchor_ms``."""
     return Paired(
         tuple(tuple(b) for b in cand),
         tuple(tuple(b) for b in anch),
         tuple(kept),
         summarise([t for i in kept for t in cand[i]]),
         summarise([t for i in kept for t in anch[i]]),
+        Anchor(TEACHER, Path("teacher.onnx"), anchor_ms),
     )
 
 
@@ -39,11 +52,36 @@ def test_the_paired_ratio_is_the_median_of_the_rounds_mean_ratios_on_the_studys_
     lo, hi = p.ratio_ci
     assert lo <= p.ratio <= hi
     assert lo == pytest.approx(0.2) and hi == pytest.approx(2.0 / 9.5)  # the rounds' extremes
-    stats = p.stats(anchor_ms=30.0)  # the teacher's calibrated p50
+    stats = p.stats()  # on the scale of the teacher's calibrated p50, 30 ms
     assert stats.p50_ms == pytest.approx(6.2 / 3 * 3.0)
     assert stats.ci_ms == pytest.approx((lo * 30.0, hi * 30.0))
     assert stats.raw_p50_ms == pytest.approx(2.0) and stats.anchor_p50_ms == pytest.approx(10.0)
     assert stats.rounds == 3 and stats.ratio == pytest.approx(p.ratio)
+    assert stats.anchor == TEACHER
+    # Paired with a rung whose study figure is 6 ms, the same rounds read on its scale.
+    assert _paired(cand, anch, [0, 1, 2], 6.0).stats().p50_ms == pytest.approx(6.2 / 3 * 0.6)
+
+
+def test_the_ladder_steps_down_from_the_teacher_by_layers_then_width() -> None:
+    minilm = Arch(6, 384, 12, 1536)
+    assert rungs(minilm) == (Arch(1, 384, 12, 1536), Arch(1, 128, 4, 512))
+    assert rungs(Arch(12, 768, 12, 3072)) == (Arch(1, 768, 12, 3072), Arch(1, 256, 4, 1024))
+    # A teacher of one layer and one head has no smaller graph to offer.
+    assert rungs(Arch(1, 64, 1, 128)) == ()
+    assert rungs(Arch(2, 64, 2, 128)) == (Arch(1, 64, 2, 128), Arch(1, 32, 1, 64))
+
+
+def test_a_candidate_is_paired_with_the_anchor_nearest_its_latency() -> None:
+    ladder = [
+        Anchor(TEACHER, Path("t"), 40.0),
+        Anchor("mid", Path("m"), 7.0),
+        Anchor("small", Path("s"), 1.1),
+    ]
+    assert nearest(ladder, 30.0).name == TEACHER
+    assert nearest(ladder, 15.0).name == "mid"  # 40/15 = 2.7 apart, 15/7 = 2.1
+    # On a log scale: 4 ms is 1.75x from 7 ms and 3.6x from 1.1 ms (2.9 ms from both).
+    assert nearest(ladder, 4.0).name == "mid"
+    assert nearest(ladder, 0.2).name == "small"
 
 
 def test_a_hiccup_weighs_on_the_candidate_as_on_the_anchor() -> None:
@@ -65,10 +103,10 @@ def test_a_round_slowed_by_a_neighbour_does_not_move_the_ratio() -> None:
 def test_a_machine_that_changed_state_gives_the_same_figure() -> None:
     cand = [[2.0, 2.1, 1.9], [2.0, 2.2, 2.0], [2.1, 2.0, 1.9]]
     anch = [[10.0, 10.2, 9.8], [10.0, 10.1, 9.9], [9.9, 10.0, 10.1]]
-    calm = _paired(cand, anch, [0, 1, 2]).stats(30.0)
+    calm = _paired(cand, anch, [0, 1, 2]).stats()
     # An hour later the whole machine runs 35% slower: both models slow alike.
     slow = [[t * 1.35 for t in b] for b in cand], [[t * 1.35 for t in b] for b in anch]
-    hot = _paired(*slow, [0, 1, 2]).stats(30.0)
+    hot = _paired(*slow, [0, 1, 2]).stats()
     assert hot.p50_ms == pytest.approx(calm.p50_ms)
     assert hot.raw_p50_ms == pytest.approx(calm.raw_p50_ms * 1.35)
 
@@ -113,14 +151,14 @@ def test_a_wide_interval_gets_more_rounds_up_to_twice(
 ) -> None:
     candidate, anchor, spec = two_graphs
     spec = replace(spec, interval_target=target)
-    timed = measure_paired(candidate, anchor, spec, rounds=4)
+    timed = measure_paired(candidate, [Anchor(TEACHER, anchor, 1.0)], spec, rounds=4)
     assert len(timed.candidate_blocks) == len(timed.anchor_blocks) == expected
     assert EXTRA_ROUNDS % 2 == 0  # whole ABBA pairs
 
 
-def _over_budget(path: Path, ctx: Context, precision: str) -> LatencyStats:
+def _over_budget(path: Path, ctx: Context, precision: str, anchor: str | None) -> LatencyStats:
     """A shipped-graph timer that reads every student far over any budget of the tests."""
-    real = time_onnx(path, ctx, precision, ctx.spec.latency.confirm_rounds)
+    real = time_onnx(path, ctx, precision, ctx.spec.latency.confirm_rounds, anchor)
     return replace(real, p50_ms=999.0, ci_ms=(990.0, 1010.0))
 
 
@@ -146,13 +184,13 @@ def test_a_student_over_budget_falls_back_to_the_next_candidate_that_fits(
     out = tmp_path / "run"
     calls: list[Path] = []
 
-    def timer(path: Path, ctx: Context, precision: str) -> LatencyStats:
+    def timer(path: Path, ctx: Context, precision: str, anchor: str | None) -> LatencyStats:
         # The first student shipped reads over budget twice: when it is exported and
         # when it is timed again.
         calls.append(path)
         if len(calls) <= 2:
-            return _over_budget(path, ctx, precision)
-        return time_final(path, ctx, precision)
+            return _over_budget(path, ctx, precision, anchor)
+        return time_final(path, ctx, precision, anchor)
 
     monkeypatch.setattr(finals, "time_final", timer)
     result = CliRunner().invoke(main, [*tiny_args, "--out", str(out)])
@@ -163,6 +201,8 @@ def test_a_student_over_budget_falls_back_to_the_next_candidate_that_fits(
     assert "over 50ms when timed twice" in pick.fallback
     final = rec.final_of(pick)
     assert final is not None and final.within_budget and final.trial == pick.trial.number
+    # The shipped graph was paired with the anchor its search trial was paired with.
+    assert final.latency.anchor is not None and final.latency.anchor == pick.trial.timing.anchor
     assert "fallback:" in result.output
     assert "WARNING" not in result.output
 

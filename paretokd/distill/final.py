@@ -99,6 +99,9 @@ class Job:
     budget_ms: float | None
     """The budget it must meet; ``None`` for the reference."""
     trial: int | None
+    anchor: str | None = None
+    """The anchor its search timing was paired with (``LatencyStats.anchor``): its shipped
+    graph is paired with the same one; the nearest one for the reference."""
 
 
 def _key(arch: Arch, spec: StudySpec) -> dict[str, Any]:
@@ -166,7 +169,7 @@ def distill_and_export(
     one is expected.
 
     Args:
-        time_graph: Times an exported graph as the study does (paired with the teacher).
+        time_graph: Times an exported graph as the study does (paired with an anchor).
         trained: The same sizes already distilled for another precision: shipped as
             they are, not trained again (the search trains once for every precision too).
 

@@ -25,10 +25,11 @@ Runtime's transformer optimizer recognises, should ``transformer_fusion`` be
 switched on. The PyTorch model keeps its own implementation for training.
 """
 
-ESTIMATOR = "median-of-round-mean-ratios"
-"""How :mod:`paretokd.latency.paired` reads a ratio from its rounds. Part of a
+ESTIMATOR = "median-of-round-mean-ratios/nearest-anchor"
+"""How :mod:`paretokd.latency.paired` reads a figure: the median of its rounds' ratios,
+each graph paired with the anchor of the study's ladder nearest its latency. Part of a
 study's fingerprint, so that no study mixes figures read two ways (studies made
-before it read "pooled-medians")."""
+before read "pooled-medians", then "median-of-round-mean-ratios", the teacher alone)."""
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 

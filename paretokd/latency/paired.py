@@ -7,16 +7,17 @@ compares architectures timed an hour apart, and ships students timed after
 their training, so a raw figure cannot be trusted across that time.
 
 What survives a change of state is a ratio measured in one state: the
-candidate and the anchor (the study's teacher) are timed in alternating blocks
-of about 40 ms, in ABBA order so that a trend within the measurement cancels,
-and each round gives the ratio of the two blocks' mean run times. The
-candidate's latency is the median of the rounds' ratios times the anchor's
-latency calibrated once per study (:func:`calibrate`); its interval is a
-bootstrap over the rounds, times the same figure. A speed-up over the teacher
-is the inverse of the ratio, so it comes with an interval of its own.
+candidate and an anchor (the study's teacher, or a smaller graph cut from it:
+see below) are timed in alternating blocks of about 40 ms, in ABBA order so
+that a trend within the measurement cancels, and each round gives the ratio of
+the two blocks' mean run times. The candidate's latency is the median of the
+rounds' ratios times the anchor's latency on the study's scale, calibrated once
+per study (:func:`calibrate_ladder`); its interval is a bootstrap over the
+rounds, times the same figure. A speed-up over the teacher is the teacher's
+figure over the candidate's, so it comes with an interval of its own.
 
-Why means, and every round: the anchor's block is one ~40 ms run of the
-teacher, the candidate's many short runs. A hiccup of the machine (an
+Why means, and every round: the teacher's block is one ~40 ms run, the
+candidate's many short runs. A hiccup of the machine (an
 interrupt, caches lost to another process) lands inside the teacher's one run
 but in only one of the candidate's; a median of the candidate's runs skips it,
 the teacher's single run cannot, so a ratio of medians read small models low
@@ -25,14 +26,25 @@ hiccups on both sides. Dropping the
 disturbed rounds before the ratio selected rounds by the noisy teacher run and
 did no better; the median over rounds is what stands up to a disturbed round.
 Beside a spinning, a bursting, a memory-copying and a training neighbour
-(``bench/paired_estimators.py``, two runs, three students), the p95 of this
-ratio's deviation from the quiet machine's was 1.1% to 6.0%, its worst 9.5%;
-for the pooled medians over the quietest rounds 4.4% to 12.0%, worst 14.8%.
+(``bench/paired_estimators.py``, eight students paired with the teacher), the
+p95 of this ratio's deviation from the quiet machine's was 2.9% to 9.0%, its
+worst 9.2%; for the pooled medians over the quietest rounds 3.5% to 12.4%,
+worst 20.3%.
 
-What a ratio does not absorb: a graph that streams its weights from memory (the
-teacher) slows more than one that fits in the caches (a one-layer student) when
-other tenants share them, so a small student's ratio to the teacher moves with
-the host's state (a 0.7 ms student read 16% apart in two quiet moments).
+What a ratio to the teacher does not absorb: a graph that streams its weights
+from memory (the teacher) slows more than one that fits in the caches (a
+one-layer student) when other tenants share them, so a small student's ratio
+to the teacher moves with the host's state (a 0.7 ms student read 16% apart in
+two quiet moments). Hence a ladder of anchors (:func:`rungs`): beside the
+teacher, graphs cut from it of one layer, full width and a third of it. Each
+rung's ratio to the teacher is timed once per study, side by side, which puts
+it on the study's scale; a candidate is paired with the anchor nearest its own
+latency (:func:`nearest`), which shares its caches' fate; a later timing of the
+same graph (a confirmation, the shipped student) names the anchor its first
+timing used. Beside five neighbours (``bench/paired_estimators.py``, eight
+students from 0.03 to 0.5 of the teacher, fp32 and int8), the p95 of a figure's
+deviation from the quiet machine's was 1.9% to 4.8% (worst 5.0%) with the
+nearest anchor, 2.9% to 9.0% (worst 9.2%) always with the teacher.
 
 A machine that disturbs many rounds widens the interval; while it is wider than
 ``latency.interval_target``, more rounds follow, up to twice the rounds asked for.
@@ -45,6 +57,7 @@ per process and re-warmed with one block before each candidate.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,7 +70,7 @@ from paretokd.latency.export import onnx_vocab_size
 from paretokd.latency.fingerprint import clock
 from paretokd.latency.protocol import Run, block, host_lock, runner, settle, summarise
 from paretokd.latency.session import session
-from paretokd.records import LatencyStats
+from paretokd.records import Arch, LatencyStats
 
 ROUND_BLOCK_SECONDS = 0.04
 """Timed time in each block of a round, candidate and anchor alike.
@@ -68,13 +81,48 @@ keep a paired timing's cost near a single one's.
 """
 
 ANCHOR_BLOCK_RUNS = 1
-"""The anchor (the teacher, the slowest model of a study) fills a block with few runs."""
+"""An anchor's block may hold a single run (the teacher's one ~40 ms run on MiniLM)."""
 
 WARM_ROUNDS = 1
 """Untimed rounds of the alternation before the timed ones."""
 
 BOOTSTRAP = 400
 """Resamples of the rounds behind the ratio's interval."""
+
+TEACHER = "teacher"
+"""The name of the ladder's top anchor."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A graph candidates are paired with, and its latency on the study's scale."""
+
+    name: str
+    """:data:`TEACHER`, or the id of a rung cut from the teacher (:func:`rungs`)."""
+    path: Path
+    ms: float
+    """Its p50 on the study's scale: the teacher's calibration, or a rung's ratio to
+    the teacher (timed side by side) times it."""
+
+
+def rungs(teacher: Arch) -> tuple[Arch, ...]:
+    """The ladder's graphs below the teacher: one layer at full width, one at a third.
+
+    Each is about a sixth of the one above it on MiniLM (L1-H384 reads 0.17 of the
+    teacher, L1-H128 0.03), so every student has an anchor within a few times its
+    own latency. Rungs a teacher is too small for (one layer, one head) are left out.
+    """
+    h, a, f = teacher.hidden_size, teacher.num_heads, teacher.intermediate_size
+    out = [Arch(1, h, a, f)] if teacher.num_layers > 1 else []
+    heads = max(1, round(a / 3))
+    if heads < a:
+        out.append(Arch(1, heads * (h // a), heads, max(1, f * heads // a)))
+    return tuple(out)
+
+
+def nearest(ladder: Sequence[Anchor], ms: float) -> Anchor:
+    """The anchor of ``ladder`` whose latency is nearest ``ms`` on a log scale."""
+    return min(ladder, key=lambda anchor: abs(math.log(anchor.ms / ms)))
 
 
 @dataclass(frozen=True)
@@ -91,6 +139,8 @@ class Paired:
     """The candidate's own runs in the kept rounds (the machine's state at the time)."""
     anchor: LatencyStats
     """The anchor's runs in the kept rounds."""
+    against: Anchor
+    """The anchor the candidate was paired with, and its latency on the study's scale."""
 
     @property
     def round_ratios(self) -> np.ndarray:
@@ -107,13 +157,10 @@ class Paired:
         """A 95% interval for :attr:`ratio`: a bootstrap over the rounds (seeded)."""
         return _bootstrap(self.round_ratios)
 
-    def stats(self, anchor_ms: float) -> LatencyStats:
-        """The candidate's latency on the study's scale: the ratio times ``anchor_ms``.
-
-        Args:
-            anchor_ms: The anchor's p50 calibrated for the study (:func:`calibrate`).
-        """
+    def stats(self) -> LatencyStats:
+        """The candidate's latency on the study's scale: the ratio times the anchor's latency."""
         ratio, (lo, hi), c = self.ratio, self.ratio_ci, self.candidate
+        anchor_ms = self.against.ms
         # The distribution of runs keeps its shape; the scale is the anchor's.
         scale = ratio * anchor_ms / c.p50_ms
         return LatencyStats(
@@ -135,6 +182,7 @@ class Paired:
             rounds=len(self.candidate_blocks),
             raw_p50_ms=c.p50_ms,
             anchor_p50_ms=self.anchor.p50_ms,
+            anchor=self.against.name,
         )
 
 
@@ -175,12 +223,17 @@ def quiet_rounds(
 
 def measure_paired(
     candidate: Path,
-    anchor: Path,
+    ladder: Sequence[Anchor],
     spec: LatencySpec,
     rounds: int | None = None,
     vocab_size: int | None = None,
+    anchor: str | None = None,
 ) -> Paired:
-    """Time ``candidate`` against ``anchor`` in alternating blocks (see the module docstring).
+    """Time ``candidate`` against an anchor of ``ladder`` in alternating blocks.
+
+    The anchor is the one named ``anchor`` (a confirmation or a shipped student
+    is paired as its search trial was), else the one nearest the candidate's
+    latency, read from one block once it has settled (see the module docstring).
 
     With ``spec.interval_target``, rounds go on, :data:`EXTRA_ROUNDS` at a time and up
     to twice ``rounds``, while the ratio's 95% interval is wider than that fraction of
@@ -189,23 +242,31 @@ def measure_paired(
 
     Args:
         candidate: The ``.onnx`` file to time.
-        anchor: The anchor's ``.onnx`` file (the study's teacher).
+        ladder: The anchors it may be paired with (the study's teacher and its rungs).
         spec: The latency setup.
         rounds: Rounds of one candidate and one anchor block; ``spec.rounds`` by default.
         vocab_size: Upper bound of the random token ids; read from the graphs when omitted.
+        anchor: The name of the anchor to pair with; the nearest one when omitted or
+            not on the ladder.
     """
     rounds = rounds or spec.rounds
     limit = 2 * rounds if spec.interval_target is not None else rounds
     which = clock(spec)
     on_cpu = which == "cpu"
     cand_run = runner(session(candidate, spec), spec, vocab_size or onnx_vocab_size(candidate) or 1)
-    anchor_run = _anchor_runner(anchor, spec, vocab_size)
     cand: list[list[float]] = []
     anch: list[list[float]] = []
     gc_was_enabled = gc.isenabled()
     with host_lock() as waited:
-        anchor_run.warm(spec, on_cpu)
         settle(cand_run, spec, on_cpu)
+        named = [a for a in ladder if a.name == anchor]
+        if named:
+            against = named[0]
+        else:
+            probe = block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS)
+            against = nearest(ladder, float(np.median(probe)))
+        anchor_run = _anchor_runner(against.path, spec, vocab_size)
+        anchor_run.warm(spec, on_cpu)
         # Each model settled alone; the alternation itself (each evicting the other's
         # weights from the caches) is warmed by one untimed round, so a fresh process's
         # first figure is not read cold (one read 4.9% high without it).
@@ -241,6 +302,7 @@ def measure_paired(
         tuple(kept),
         summarise([t for i in kept for t in cand[i]], **extra),
         summarise([t for i in kept for t in anch[i]], **extra),
+        against,
     )
 
 
@@ -314,3 +376,34 @@ def calibrate(anchor: Path, spec: LatencySpec, vocab_size: int | None = None) ->
         seconds = time.perf_counter() - t0
     times = [t for b in blocks for t in b]
     return summarise(times, seconds=seconds, measured_at=started, lock_wait_s=waited(), clock=which)
+
+
+def calibrate_ladder(
+    graphs: dict[str, Path], spec: LatencySpec, vocab_size: int | None = None
+) -> dict[str, LatencyStats]:
+    """Time a ladder of anchors with care once per study: the scale of its figures.
+
+    Args:
+        graphs: The anchors' graphs by name, the teacher (:data:`TEACHER`) first,
+            then its rungs (:func:`rungs`).
+        spec: The latency setup.
+        vocab_size: Upper bound of the random token ids; read from the graphs when omitted.
+
+    Returns:
+        Each anchor's timing by name: the teacher's own (:func:`calibrate`; its p50
+        is the scale), then each rung's ratio to it over ``spec.calibration_rounds``
+        rounds side by side, times that p50.
+    """
+    teacher = calibrate(graphs[TEACHER], spec, vocab_size)
+    top = [Anchor(TEACHER, graphs[TEACHER], teacher.p50_ms)]
+    out = {TEACHER: teacher}
+    for name, graph in graphs.items():
+        if name != TEACHER:
+            timed = measure_paired(graph, top, spec, spec.calibration_rounds, vocab_size, TEACHER)
+            out[name] = timed.stats()
+    return out
+
+
+def ladder(graphs: dict[str, Path], timings: dict[str, LatencyStats]) -> tuple[Anchor, ...]:
+    """The anchors timed in ``timings`` (:func:`calibrate_ladder`), their ``graphs`` here."""
+    return tuple(Anchor(name, graphs[name], stats.p50_ms) for name, stats in timings.items())

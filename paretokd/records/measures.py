@@ -191,6 +191,9 @@ class LatencyStats:
     """The candidate's own p50 during the pairing: the machine's state at that time."""
     anchor_p50_ms: float | None = None
     """The anchor's own p50 during the pairing."""
+    anchor: str | None = None
+    """The anchor of the pairing: ``teacher``, or the id of a rung of the study's ladder
+    (``latency.paired.rungs``); a later timing of the same graph pairs with it again."""
 
     @property
     def upper_ms(self) -> float:

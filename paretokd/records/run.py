@@ -78,8 +78,11 @@ class TeacherRecord:
     def speedup(self, latency_ms: float) -> float:
         """How many times faster than the teacher a model of p50 ``latency_ms`` runs.
 
-        Every figure of a study is a ratio to the teacher timed side by side,
-        times :attr:`latency_ms`; this is the inverse of that ratio.
+        Every figure of a study is a ratio to an anchor timed side by side, times
+        the anchor's figure on the study's scale: :attr:`latency_ms` for the
+        teacher, whose ratio this is the inverse of; for a rung cut from the
+        teacher, its own ratio to the teacher, timed side by side when the study
+        began, times it (``latency.paired``).
         """
         return self.latency_ms / latency_ms
 

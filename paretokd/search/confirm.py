@@ -73,7 +73,8 @@ def confirm(
 
 def _timed_again(study: optuna.Study, ctx: Context, trial: TrialRecord) -> TrialRecord:
     model = build_student(trial.arch, ctx)
-    stats = time_student(model, ctx, trial.arch.precision, ctx.spec.latency.confirm_rounds)
+    rounds = ctx.spec.latency.confirm_rounds
+    stats = time_student(model, ctx, trial.arch.precision, rounds, trial.latency.anchor)
     stored = dict(study.user_attrs.get(CONFIRMED_ATTR, {}))
     stored[str(trial.number)] = stats.to_json()
     study.set_user_attr(CONFIRMED_ATTR, stored)

@@ -48,10 +48,10 @@ class Context:
     """The run's folder: trials attach their ``latency.json`` to its artifact store."""
     proxy_eval_labels: list[float] | None = None
     """Gold labels of the held-out proxy texts, in batch order (task metric objective)."""
-    anchor_ms: dict[str, float] = field(default_factory=dict)
-    """Per precision, the teacher's latency in it, calibrated for the study
-    (``teacher_timing.calibrate``): the scale every paired timing of that precision is
-    read on. Set once before the first trial."""
+    ladder: dict[str, tuple[paired.Anchor, ...]] = field(default_factory=dict)
+    """Per precision, the anchors a graph of it is paired with: the teacher, calibrated
+    for the study, and its rungs on the same scale (``teacher_timing.calibrate``). Set
+    once before the first trial."""
 
     @property
     def objective(self) -> Objective:
@@ -74,51 +74,74 @@ def anchor_precisions(spec: StudySpec) -> tuple[str, ...]:
     return tuple(dict.fromkeys((FP32, reduced_precision(spec), *spec.space.precision)))
 
 
-def anchor_onnx(ctx: Context, precision: str = FP32) -> Path:
-    """The teacher's graph in ``precision``, made once per process: the anchor of that precision.
+def anchor_onnx(ctx: Context, precision: str = FP32, rung: Arch | None = None) -> Path:
+    """The teacher's graph (or the ``rung`` cut from it) in ``precision``, made once per process.
 
-    Every graph is timed paired with the teacher in its own precision: an int8
+    Every graph is timed paired with an anchor in its own precision: an int8
     graph's kernels answer a change of the machine's state (a neighbour on the
-    caches, a frequency change) as the int8 teacher's do, not as fp32 ones do.
+    caches, a frequency change) as an int8 anchor's do, not as fp32 ones do.
     """
-    path = ctx.workdir / "teacher.onnx"
+    name = "teacher" if rung is None else f"anchor-{rung.id}"
+    path = ctx.workdir / f"{name}.onnx"
     if not path.exists():
-        names = ctx.teacher.tokenizer.model_input_names
-        latency.export_onnx(ctx.teacher.model, names, path, ctx.spec.latency)
+        model = ctx.teacher.model if rung is None else student.build(rung, ctx.teacher.model)
+        latency.export_onnx(model, ctx.teacher.tokenizer.model_input_names, path, ctx.spec.latency)
     reduced = graph_path(path, precision)
     # Quantising a large teacher takes seconds (BERT-base 10 s, XLM-R 37 s): once per process.
     return reduced if reduced.exists() else reduce_precision(path, precision)
 
 
-def calibrate_anchor(ctx: Context, precision: str = FP32) -> LatencyStats:
-    """Time the teacher in ``precision`` on its own, with care: the scale of that precision."""
-    vocab = ctx.teacher.config.vocab_size
-    stats = paired.calibrate(anchor_onnx(ctx, precision), ctx.spec.latency, vocab)
-    ctx.anchor_ms[precision] = stats.p50_ms
-    return stats
+def calibrate_anchor(ctx: Context, precision: str = FP32) -> dict[str, LatencyStats]:
+    """Time the ladder in ``precision`` with care (``latency.paired.calibrate_ladder``).
+
+    Returns:
+        Each anchor's timing by name (``teacher`` first); sets ``ctx.ladder``.
+    """
+    graphs = _ladder_graphs(ctx, precision)
+    out = paired.calibrate_ladder(graphs, ctx.spec.latency, ctx.teacher.config.vocab_size)
+    ctx.ladder[precision] = paired.ladder(graphs, out)
+    return out
 
 
-def time_onnx(path: Path, ctx: Context, precision: str, rounds: int | None = None) -> LatencyStats:
-    """Time the ``precision`` graph at ``path`` paired with the teacher, on the study's scale.
+def set_ladder(ctx: Context, precision: str, timings: dict[str, LatencyStats]) -> None:
+    """Set ``ctx.ladder[precision]`` from the anchors' stored calibration ``timings``."""
+    ctx.ladder[precision] = paired.ladder(_ladder_graphs(ctx, precision), timings)
+
+
+def _ladder_graphs(ctx: Context, precision: str) -> dict[str, Path]:
+    """The teacher's graph, then its rungs' (``latency.paired.rungs``), by anchor name."""
+    graphs = {paired.TEACHER: anchor_onnx(ctx, precision)}
+    graphs.update({r.id: anchor_onnx(ctx, precision, r) for r in paired.rungs(ctx.teacher.dims)})
+    return graphs
+
+
+def time_onnx(
+    path: Path, ctx: Context, precision: str, rounds: int | None = None, anchor: str | None = None
+) -> LatencyStats:
+    """Time the ``precision`` graph at ``path`` paired with an anchor, on the study's scale.
 
     ``rounds`` defaults to the spec's ``latency.rounds`` (a search trial); a
-    confirmation or a shipped student asks for ``latency.confirm_rounds``.
+    confirmation or a shipped student asks for ``latency.confirm_rounds``, and
+    names the ``anchor`` its search trial was paired with.
     """
-    assert precision in ctx.anchor_ms, "the anchor is calibrated before any timing"
+    assert precision in ctx.ladder, "the anchors are calibrated before any timing"
     vocab = ctx.teacher.config.vocab_size
-    anchor = anchor_onnx(ctx, precision)
-    measured = paired.measure_paired(path, anchor, ctx.spec.latency, rounds, vocab)
-    return measured.stats(ctx.anchor_ms[precision])
+    ladder = ctx.ladder[precision]
+    return paired.measure_paired(path, ladder, ctx.spec.latency, rounds, vocab, anchor).stats()
 
 
 def time_student(
-    model: PreTrainedModel, ctx: Context, precision: str = FP32, rounds: int | None = None
+    model: PreTrainedModel,
+    ctx: Context,
+    precision: str = FP32,
+    rounds: int | None = None,
+    anchor: str | None = None,
 ) -> LatencyStats:
-    """Export ``model`` (in ``precision``) to a scratch file and time it paired with the teacher."""
+    """Export ``model`` (in ``precision``) to a scratch file and time it (:func:`time_onnx`)."""
     with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
         names = ctx.teacher.tokenizer.model_input_names
         path = latency.export_onnx(model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
-        return time_onnx(reduce_precision(path, precision), ctx, precision, rounds)
+        return time_onnx(reduce_precision(path, precision), ctx, precision, rounds, anchor)
 
 
 @contextmanager
