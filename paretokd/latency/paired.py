@@ -354,10 +354,13 @@ def _anchor_runner(anchor: Path, spec: LatencySpec, vocab_size: int | None) -> _
     return _ANCHORS[key]
 
 
-def calibrate(anchor: Path, spec: LatencySpec, vocab_size: int | None = None) -> LatencyStats:
+def calibrate(
+    anchor: Path, spec: LatencySpec, vocab_size: int | None = None, blocks: int | None = None
+) -> LatencyStats:
     """The anchor's own latency, timed with care once per study: the scale of every figure.
 
-    Settled first, then ``spec.calibration_rounds`` blocks; the p50 of their runs.
+    Settled first, then ``blocks`` blocks (``spec.calibration_rounds`` by default);
+    the p50 of their runs.
     """
     which = clock(spec)
     on_cpu = which == "cpu"
@@ -369,12 +372,12 @@ def calibrate(anchor: Path, spec: LatencySpec, vocab_size: int | None = None) ->
         gc.disable()
         started, t0 = time.time(), time.perf_counter()
         try:
-            blocks = [block(run, on_cpu) for _ in range(spec.calibration_rounds)]
+            timed = [block(run, on_cpu) for _ in range(blocks or spec.calibration_rounds)]
         finally:
             if gc_was_enabled:
                 gc.enable()
         seconds = time.perf_counter() - t0
-    times = [t for b in blocks for t in b]
+    times = [t for b in timed for t in b]
     return summarise(times, seconds=seconds, measured_at=started, lock_wait_s=waited(), clock=which)
 
 
