@@ -187,7 +187,8 @@ def _print_run(result: Any) -> None:
     t, ref = run.teacher, run.reference
     click.echo(
         f"teacher {t.name}: {t.params / 1e6:.1f}M params, p50 {t.latency.p50_ms:.2f} ms "
-        "(every latency below is a ratio to it, timed side by side, times this)"
+        "(the scale of every latency below: each a ratio to the teacher, or to a graph cut "
+        "from it, timed side by side)"
     )
     if ref is not None:
         click.echo(

@@ -36,10 +36,13 @@ section.figure p {{ color: #555; max-width: 60em; }}
 {summary}
 <h2>Recommendations</h2>
 {unkept}{picks}
-<p>Latencies are p50 with a 95% interval: each model's time relative to the teacher,
-timed side by side in alternating blocks, times the teacher's latency calibrated once
-for the study. A pick fits its budget with the upper bound of its interval; each
-shipped student was timed again the same way.</p>
+<p>Latencies are p50 with a 95% interval: each model's time relative to an anchor,
+timed side by side in alternating blocks, times the anchor's latency on the study's
+scale. The anchors are the teacher, whose latency was calibrated once for the study,
+and smaller graphs cut from it, each put on that scale by its own ratio to the teacher;
+a model is paired with the one nearest its latency. A pick fits its budget with the
+upper bound of its interval; each shipped student was timed again the same way,
+paired with the same anchor.</p>
 {evaluation}<h2>Figures</h2>
 {figures}
 </body>
