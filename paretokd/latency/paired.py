@@ -259,12 +259,7 @@ def measure_paired(
     gc_was_enabled = gc.isenabled()
     with host_lock() as waited:
         settle(cand_run, spec, on_cpu)
-        named = [a for a in ladder if a.name == anchor]
-        if named:
-            against = named[0]
-        else:
-            probe = block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS)
-            against = nearest(ladder, float(np.median(probe)))
+        against = _pair_with(ladder, anchor, cand_run, on_cpu)
         anchor_run = _anchor_runner(against.path, spec, vocab_size)
         anchor_run.warm(spec, on_cpu)
         # Each model settled alone; the alternation itself (each evicting the other's
@@ -304,6 +299,15 @@ def measure_paired(
         summarise([t for i in kept for t in anch[i]], **extra),
         against,
     )
+
+
+def _pair_with(ladder: Sequence[Anchor], name: str | None, cand_run: Run, on_cpu: bool) -> Anchor:
+    """The anchor named ``name``, else the one nearest one settled block of ``cand_run``."""
+    named = [a for a in ladder if a.name == name]
+    if named:
+        return named[0]
+    probe = block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS)
+    return nearest(ladder, float(np.median(probe)))
 
 
 EXTRA_ROUNDS = 4
