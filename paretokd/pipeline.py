@@ -118,7 +118,7 @@ class Searched:
     spent: SearchSpend
     """Where the trials' time went (every worker's)."""
     trials: list[TrialRecord]
-    """Every complete trial, with the confirmations of the candidates near a budget."""
+    """Every complete trial, with the confirmations of the picks and candidates near a budget."""
 
 
 def run(

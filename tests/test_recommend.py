@@ -10,6 +10,7 @@ import pytest
 from paretokd.config import SpaceSpec
 from paretokd.records import CONSTRAINT, LOSS, Arch, LatencyStats, Pick, TrialRecord
 from paretokd.search import loop
+from paretokd.search.confirm import needs_confirming
 from paretokd.search.recommend import pick as pick_for
 from paretokd.search.recommend import trials as points
 from paretokd.search.space import suggest
@@ -122,6 +123,20 @@ def test_a_pick_must_fit_with_its_interval_and_a_confirmation_decides() -> None:
     (none,) = pick([near], (9.6,))
     assert none.trial is None and none.reason is not None
     assert "with margin" in none.reason and "10.40 ms" in none.reason
+
+
+def test_every_pick_is_confirmed_and_so_are_candidates_near_the_budget() -> None:
+    def with_ci(p50: float, hi: float, feasible: bool = True) -> TrialRecord:
+        stats = LatencyStats(p50_ms=p50, p90_ms=p50, mean_ms=p50, runs=5, ci_ms=(p50 * 0.9, hi))
+        return TrialRecord(0, Arch(2, 64, 4, 128), 10, 0.3, stats, -1.0 if feasible else 1.0)
+
+    far = with_ci(5.0, 5.2)  # fits 10 ms with room to spare: still timed again, it is the pick
+    near = with_ci(9.5, 10.4)  # does not fit yet: timed again, it may
+    assert needs_confirming(far, 10.0) and needs_confirming(near, 10.0)
+    # Neither near the budget nor able to serve it (never trained): nothing to confirm.
+    assert not needs_confirming(with_ci(5.0, 5.2, feasible=False), 10.0)
+    # Timed again once is enough.
+    assert not needs_confirming(replace(far, confirmed=_stats(5.1)), 10.0)
 
 
 def test_pick_budget_nothing_fits_names_the_fastest() -> None:

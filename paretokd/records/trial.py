@@ -80,8 +80,8 @@ class TrialRecord:
     trained_on: str | None = None
     """The device its distillation ran on (``cpu``, ``cuda (NVIDIA H200)``): ``distill.device``."""
     confirmed: LatencyStats | None = None
-    """Its latency timed again, with more rounds, because it lay near a budget
-    (``search.confirm``); kept on the study, not on the trial."""
+    """Its latency timed again, with more rounds, as a budget's pick or because it lay
+    near a budget (``search.confirm``); kept on the study, not on the trial."""
 
     @property
     def feasible(self) -> bool:

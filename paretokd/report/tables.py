@@ -78,7 +78,7 @@ def picks_table(
             final student's folder.
     """
     head = ["budget", "trial", "architecture", "params", objective.label, "search p50 (ms)"]
-    # Latencies show their 95% interval; a candidate near its budget shows its confirmation.
+    # Latencies show their 95% interval; a pick shows its confirmation (``search.confirm``).
     finals = run is not None and any(run.final_of(pk) is not None for pk in picks)
     if finals:
         head += ["final loss", "final p50 (ms)", "speed-up vs teacher", "files"]

@@ -11,14 +11,14 @@ from paretokd.config import format_budget
 from paretokd.records import LatencyStats, Objective, Pick, TrialRecord
 
 CONFIRMED_ATTR = "confirmed_latency"
-"""Study user attribute: trial number → its latency timed again near a budget
+"""Study user attribute: trial number → its latency timed again before a pick
 (``search.confirm``). Finished trials take no new attributes, so the study keeps them."""
 
 
 def trials(study: optuna.Study) -> list[TrialRecord]:
     """Every complete trial of ``study`` as a :class:`TrialRecord`, in trial order.
 
-    Each carries its confirmation, when a candidate near a budget was timed again.
+    Each carries its confirmation, when it was timed again as a pick or near a budget.
     """
     front = {t.number for t in study.best_trials}
     confirmed = study.user_attrs.get(CONFIRMED_ATTR, {})
