@@ -80,8 +80,14 @@ as likely to land in either; shorter blocks than the single-model protocol's
 keep a paired timing's cost near a single one's.
 """
 
-ANCHOR_BLOCK_RUNS = 1
-"""An anchor's block may hold a single run (the teacher's one ~40 ms run on MiniLM)."""
+ROUND_BLOCK_RUNS = 1
+"""A block of a round may hold a single run: its length is its time, not a count of runs.
+
+The teacher's block is one ~40 ms run on MiniLM, a 22 ms student's two runs.
+With the single-model protocol's five runs at least, that student's blocks
+lasted 110 ms against the teacher's 40 ms, and its timing cost twice a small
+student's.
+"""
 
 WARM_ROUNDS = 1
 """Untimed rounds of the alternation before the timed ones."""
@@ -266,8 +272,8 @@ def measure_paired(
         # weights from the caches) is warmed by one untimed round, so a fresh process's
         # first figure is not read cold (one read 4.9% high without it).
         for _ in range(WARM_ROUNDS):
-            block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
-            block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS)
+            block(anchor_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+            block(cand_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
         gc.disable()  # a collection inside a timed run is noise, not the model
         started, t0 = time.time(), time.perf_counter()
         try:
@@ -278,12 +284,12 @@ def measure_paired(
                     first_anchor = r % 2 == 0
                     if first_anchor:
                         anch.append(
-                            block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+                            block(anchor_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
                         )
-                    cand.append(block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS))
+                    cand.append(block(cand_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS))
                     if not first_anchor:
                         anch.append(
-                            block(anchor_run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+                            block(anchor_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
                         )
         finally:
             if gc_was_enabled:
@@ -306,7 +312,7 @@ def _pair_with(ladder: Sequence[Anchor], name: str | None, cand_run: Run, on_cpu
     named = [a for a in ladder if a.name == name]
     if named:
         return named[0]
-    probe = block(cand_run, on_cpu, seconds=ROUND_BLOCK_SECONDS)
+    probe = block(cand_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
     return nearest(ladder, float(np.median(probe)))
 
 
@@ -341,7 +347,7 @@ class _Anchor:
         caches the candidate used.
         """
         if self.settled:
-            block(self.run, on_cpu, ANCHOR_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+            block(self.run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
             return
         settle(self.run, spec, on_cpu)
         self.settled = True
@@ -380,7 +386,7 @@ def calibrate(
         started, t0 = time.time(), time.perf_counter()
         try:
             timed = [
-                block(run, on_cpu, ANCHOR_BLOCK_RUNS)
+                block(run, on_cpu, ROUND_BLOCK_RUNS)
                 for _ in range(blocks or spec.calibration_rounds)
             ]
         finally:
