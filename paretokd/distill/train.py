@@ -192,7 +192,7 @@ class _Training:
         student.to(device)  # type: ignore[arg-type]  # transformers types .to narrowly
         self.proj.to(device)
         self.params = list(student.parameters()) + list(self.proj.parameters())
-        # The fused kernel: one pass over each tensor instead of a dozen (on CPU,
+        # The fused kernel: one pass over each tensor instead of several (on CPU,
         # 9 ms a step against 72 ms for a student with the teacher's width).
         self.optim = torch.optim.AdamW(
             self.params, lr=trainee.learning_rate, weight_decay=weight_decay, fused=True
