@@ -44,7 +44,7 @@ def _record(out_dir: Path) -> RunRecord:
         _stats(4.0),
         over_budget_ms=-16.0,
         on_front=True,
-        confirmed=_stats(4.05),  # timed again near its budget: read back as a record too
+        confirmed=_stats(4.05),  # timed again as a pick: read back as a record too
         trained_on="cpu",
     )
     picks = (Pick(10.0, trial), Pick(1.0, None, "nothing fits 1ms"))
@@ -110,7 +110,8 @@ def test_derived_figures_are_computed_once_by_their_owner(tmp_path: Path) -> Non
     # The teacher's calibrated p50 over the student's (the inverse of their paired ratio).
     assert record.speedup(final) == pytest.approx(12.6 / 4.2)
     assert record.speedup_ci(final) == pytest.approx((12.6 / 4.2, 12.6 / 4.1))
-    assert record.final_vs_search(pick) == pytest.approx(4.2 / 4.0 - 1)
+    # Against the figure the pick was committed on: its confirmation.
+    assert record.final_vs_search(pick) == pytest.approx(4.2 / 4.05 - 1)
     assert record.percent_of_teacher(final) == pytest.approx(100 * 0.8 / 0.9)
     assert final.within_budget is True
     assert record.reference_final is not None and record.reference_final.within_budget is None

@@ -332,11 +332,16 @@ class RunRecord:
         return self.teacher.speedup(ci[1]), self.teacher.speedup(ci[0])
 
     def final_vs_search(self, pick: Pick) -> float | None:
-        """How far the shipped student's p50 moved from the search's: final / search - 1."""
+        """How far the shipped student's p50 moved from the search's: final / search - 1.
+
+        The search's figure is the one the pick was committed on and that the
+        console and report show: its confirmation (``search.confirm`` times every
+        pick again), else its trial's.
+        """
         done = self.final_of(pick)
         if done is None or pick.trial is None:
             return None
-        return done.latency.p50_ms / pick.trial.latency_ms - 1
+        return done.latency.p50_ms / pick.trial.timing.p50_ms - 1
 
     def percent_of_teacher(self, final: FinalStudent) -> float | None:
         """``final``'s evaluation score as a percentage of the teacher's."""
