@@ -310,6 +310,11 @@ def _ship_pick(s: Shipping, pick: Pick) -> tuple[Pick, FinalStudent | None]:
         if student.within_budget:
             return pick, student
         over.append((pick.trial, student))
+        # Its folder is about to hold the next candidate (or nothing): the same
+        # shape shipped later (the reference) is exported again, not copied from it.
+        done = s.done.get(student.arch.id)
+        if done is not None and done.folder == student.folder:
+            del s.done[student.arch.id]
         log.warning(
             "%s: trial %d (%s) shipped at p50 %.2f ms, over its budget when timed twice",
             pick.budget,

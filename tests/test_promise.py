@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from paretokd.latency.paired import (
     rungs,
 )
 from paretokd.latency.protocol import summarise
-from paretokd.records import Arch, LatencyStats, RunRecord
+from paretokd.records import Arch, LatencyStats, Objective, Pick, RunRecord, TrialRecord
+from paretokd.search import recommend
 from paretokd.search.context import Context, time_onnx
 
 time_final = finals.time_final
@@ -226,3 +228,64 @@ def test_a_budget_no_candidate_keeps_is_loud_and_fails_under_strict(
     strict = CliRunner().invoke(main, [*tiny_args, "--out", str(tmp_path / "s"), "--strict"])
     assert strict.exit_code == STRICT_EXIT, strict.output
     assert "WARNING: budget 50ms is not kept" in strict.output
+
+
+def test_a_pick_of_the_references_shape_falling_back_leaves_the_reference_its_own_student(
+    tiny_args: list[str],
+    tiny_spec_file: Path,
+    sentences: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With an evaluation set the hand-crafted student ships too. When the pick is
+    # its architecture and falls back, the budget's folder then holds another
+    # student: the reference must not be copied from it.
+    pairs = tmp_path / "pairs.tsv"
+    rows = [f"{a}\t{b}\t{len(a) % 5}" for a, b in zip(sentences[:30], sentences[1:31], strict=True)]
+    pairs.write_text("one\ttwo\tscore\n" + "\n".join(rows) + "\n")
+    tiny_spec_file.write_text(
+        tiny_spec_file.read_text()
+        + f"evaluation: {{source: {pairs}, text_columns: [one, two], label_column: score}}\n"
+    )
+    real_pick_one = recommend.pick_one
+
+    def reference_of(trials: list[TrialRecord]) -> TrialRecord:
+        return next(t for t in trials if t.cached_from == "reference")
+
+    def the_reference(
+        trials: list[TrialRecord], budgets: tuple[float, ...], objective: Objective
+    ) -> list[Pick]:
+        return [Pick(b, reference_of(trials)) for b in budgets]
+
+    def other_shapes(
+        trials: list[TrialRecord], budget: float, objective: Objective, exclude: set[int]
+    ) -> Pick:
+        same = {t.number for t in trials if t.arch.sizes == reference_of(trials).arch.sizes}
+        return real_pick_one(trials, budget, objective, {*exclude, *same})
+
+    monkeypatch.setattr(recommend, "pick", the_reference)
+    monkeypatch.setattr(recommend, "pick_one", other_shapes)
+    calls: list[Path] = []
+
+    def timer(path: Path, ctx: Context, precision: str, anchor: str | None) -> LatencyStats:
+        calls.append(path)
+        if len(calls) <= 2:  # the pick, when exported and when timed again
+            return _over_budget(path, ctx, precision, anchor)
+        return time_final(path, ctx, precision, anchor)
+
+    monkeypatch.setattr(finals, "time_final", timer)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [*tiny_args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rec = RunRecord.read(out / "recommendations.json")
+    (pick,) = rec.picks
+    assert pick.trial is not None and pick.fallback is not None
+    assert rec.reference is not None and pick.trial.arch.sizes != rec.reference.arch.sizes
+    reference = rec.reference_final
+    assert reference is not None and reference.arch == rec.reference.arch
+    # Its files are its own architecture's, not the fallback's.
+    shipped = json.loads((reference.dir / "config.json").read_text())
+    assert shipped["num_hidden_layers"] == rec.reference.arch.num_layers
+    assert shipped["intermediate_size"] == rec.reference.arch.intermediate_size
+    assert shipped["hidden_size"] == rec.reference.arch.hidden_size
+    assert reference.latency.p50_ms != 999.0
