@@ -272,8 +272,8 @@ def measure_paired(
         # weights from the caches) is warmed by one untimed round, so a fresh process's
         # first figure is not read cold (one read 4.9% high without it).
         for _ in range(WARM_ROUNDS):
-            block(anchor_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
-            block(cand_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+            _round_block(anchor_run, on_cpu)
+            _round_block(cand_run, on_cpu)
         gc.disable()  # a collection inside a timed run is noise, not the model
         started, t0 = time.time(), time.perf_counter()
         try:
@@ -283,14 +283,10 @@ def measure_paired(
                     # ABBA: a trend within the measurement weighs on both alike.
                     first_anchor = r % 2 == 0
                     if first_anchor:
-                        anch.append(
-                            block(anchor_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
-                        )
-                    cand.append(block(cand_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS))
+                        anch.append(_round_block(anchor_run, on_cpu))
+                    cand.append(_round_block(cand_run, on_cpu))
                     if not first_anchor:
-                        anch.append(
-                            block(anchor_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
-                        )
+                        anch.append(_round_block(anchor_run, on_cpu))
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -307,12 +303,17 @@ def measure_paired(
     )
 
 
+def _round_block(run: Run, on_cpu: bool) -> list[float]:
+    """One block of a round: :data:`ROUND_BLOCK_SECONDS` of runs, a single run if it is longer."""
+    return block(run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+
+
 def _pair_with(ladder: Sequence[Anchor], name: str | None, cand_run: Run, on_cpu: bool) -> Anchor:
     """The anchor named ``name``, else the one nearest one settled block of ``cand_run``."""
     named = [a for a in ladder if a.name == name]
     if named:
         return named[0]
-    probe = block(cand_run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+    probe = _round_block(cand_run, on_cpu)
     return nearest(ladder, float(np.median(probe)))
 
 
@@ -347,7 +348,7 @@ class _Anchor:
         caches the candidate used.
         """
         if self.settled:
-            block(self.run, on_cpu, ROUND_BLOCK_RUNS, ROUND_BLOCK_SECONDS)
+            _round_block(self.run, on_cpu)
             return
         settle(self.run, spec, on_cpu)
         self.settled = True
