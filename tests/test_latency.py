@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from click.testing import CliRunner
 from transformers import AutoModel, AutoTokenizer
 
@@ -253,6 +254,23 @@ def test_export_restores_the_models_attention(tiny: tuple, tmp_path: Path) -> No
     before = teacher.config._attn_implementation
     latency.export_onnx(teacher, tok.model_input_names, tmp_path / "t.onnx")
     assert teacher.config._attn_implementation == before
+
+
+def test_export_leaves_the_model_in_eval_mode(
+    tiny: tuple, tmp_path: Path, sentences: list[str]
+) -> None:
+    # The study exports its teacher to time it; a teacher left training afterwards
+    # ran the finals' teacher pass with dropout on, so every final student was
+    # distilled towards noisy targets.
+    teacher, tok = tiny
+    assert teacher.config.hidden_dropout_prob > 0
+    batch = dict(tok(sentences[:4], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        before = teacher(**batch)[0]
+    latency.export_onnx(teacher, tok.model_input_names, tmp_path / "t.onnx")
+    assert not teacher.training
+    with torch.no_grad():
+        assert torch.equal(teacher(**batch)[0], before)
 
 
 def test_transformer_fusion_fuses_attention_and_keeps_parity(

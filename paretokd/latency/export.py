@@ -32,7 +32,10 @@ def _first_output(model: PreTrainedModel, input_names: list[str]) -> torch.nn.Mo
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
             return self.model(**dict(zip(input_names, inputs, strict=True)))[0]
 
-    return FirstOutput()
+    # In eval mode: torch.onnx.export puts the module it is given back in the mode it
+    # found it in, and a new module is in training mode, which would leave ``model``
+    # (a submodule) training after the export, with dropout on in every later forward.
+    return FirstOutput().eval()
 
 
 @contextlib.contextmanager
