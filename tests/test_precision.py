@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import onnxruntime as ort
@@ -16,6 +19,7 @@ from paretokd.config import LatencySpec
 from paretokd.errors import ParetokdError
 from paretokd.latency.graph import GraphModel, graph_path, reduce_precision
 from paretokd.records import RunRecord
+from paretokd.search import context
 
 INT8_MIN_COSINE = 0.85
 """Smallest mean cosine similarity accepted between an int8 graph's token outputs and its fp32
@@ -54,6 +58,36 @@ def test_an_int8_graph_loads_runs_and_matches_its_fp32_source(
     # Run like the model it came from, as the scoring code calls it.
     graph = GraphModel(int8, spec)
     assert np.allclose(graph(**batch)[0].numpy(), quantised)
+
+
+def test_a_students_graphs_are_exported_once_and_reduced_once_per_precision(
+    tiny_teacher_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trained trial is timed in one precision and scored in another: each graph
+    # is made once (an export is about a second on a CPU, a quantisation half one).
+    model = AutoModel.from_pretrained(tiny_teacher_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    made: list[str] = []
+
+    def counted(original: Callable[..., Path], name: str) -> Callable[..., Path]:
+        def call(*args: object, **kwargs: object) -> Path:
+            made.append(name)
+            return original(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(latency, "export_onnx", counted(latency.export_onnx, "export"))
+    monkeypatch.setattr(context, "reduce_precision", counted(context.reduce_precision, "reduce"))
+    ctx = cast(
+        context.Context,
+        SimpleNamespace(teacher=SimpleNamespace(tokenizer=tok), spec=config.load(None)),
+    )
+    graphs = context.StudentGraphs(model, ctx, tmp_path)
+    int8 = graphs.path("int8")
+    assert graphs.path("int8") == int8 and graphs.path("fp32") == tmp_path / "m.onnx"
+    assert graphs.run("int8").session is not None
+    assert made.count("export") == 1
+    assert made.count("reduce") == 1  # int8, once; the fp32 graph is the export itself
 
 
 def test_precision_follows_the_latency_device() -> None:

@@ -130,6 +130,48 @@ def time_onnx(
     return paired.measure_paired(path, ladder, ctx.spec.latency, rounds, vocab, anchor).stats()
 
 
+class StudentGraphs:
+    """A student's graphs in a scratch folder: exported once, reduced once per precision.
+
+    A trained student is timed and scored in every precision of the space; each
+    export takes about a second on a CPU and each int8 quantisation half of one,
+    so a trial makes each graph once.
+    """
+
+    def __init__(self, model: PreTrainedModel, ctx: Context, folder: Path) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.folder = folder
+        self._fp32: Path | None = None
+
+    def path(self, precision: str) -> Path:
+        """The student's ``precision`` graph, made on first use."""
+        if self._fp32 is None:
+            names = self.ctx.teacher.tokenizer.model_input_names
+            self._fp32 = latency.export_onnx(
+                self.model, names, self.folder / "m.onnx", self.ctx.spec.latency
+            )
+        reduced = graph_path(self._fp32, precision)
+        return reduced if reduced.exists() else reduce_precision(self._fp32, precision)
+
+    def time(
+        self, precision: str, rounds: int | None = None, anchor: str | None = None
+    ) -> LatencyStats:
+        """Its ``precision`` graph timed paired with an anchor (:func:`time_onnx`)."""
+        return time_onnx(self.path(precision), self.ctx, precision, rounds, anchor)
+
+    def run(self, precision: str) -> GraphModel:
+        """Its ``precision`` graph in ONNX Runtime, called like the model."""
+        return GraphModel(self.path(precision), self.ctx.spec.latency)
+
+
+@contextmanager
+def student_graphs(model: PreTrainedModel, ctx: Context) -> Iterator[StudentGraphs]:
+    """``model``'s graphs (:class:`StudentGraphs`), deleted when the block ends."""
+    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
+        yield StudentGraphs(model, ctx, Path(tmp))
+
+
 def time_student(
     model: PreTrainedModel,
     ctx: Context,
@@ -138,35 +180,28 @@ def time_student(
     anchor: str | None = None,
 ) -> LatencyStats:
     """Export ``model`` (in ``precision``) to a scratch file and time it (:func:`time_onnx`)."""
-    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-        names = ctx.teacher.tokenizer.model_input_names
-        path = latency.export_onnx(model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
-        return time_onnx(reduce_precision(path, precision), ctx, precision, rounds, anchor)
+    with student_graphs(model, ctx) as graphs:
+        return graphs.time(precision, rounds, anchor)
 
 
-@contextmanager
-def shipped_graph(model: PreTrainedModel, ctx: Context, precision: str) -> Iterator[GraphModel]:
-    """``model``'s ``precision`` graph in ONNX Runtime, in a scratch file for the block's length."""
-    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-        names = ctx.teacher.tokenizer.model_input_names
-        path = latency.export_onnx(model, names, Path(tmp) / "m.onnx", ctx.spec.latency)
-        yield GraphModel(reduce_precision(path, precision), ctx.spec.latency)
-
-
-def graph_scores(done: Distilled, ctx: Context, precision: str) -> tuple[float, float | None]:
+def graph_scores(
+    done: Distilled, graphs: StudentGraphs, precision: str
+) -> tuple[float, float | None]:
     """The held-out loss (and proxy metric, with labels) of ``done``'s ``precision`` graph.
 
     Objective 1 of a reduced-precision candidate comes from what ships: its
     graph's own outputs in ONNX Runtime, not the fp32 model it was made from.
+    ``graphs`` are ``done.model``'s.
     """
-    with shipped_graph(done.model, ctx, precision) as graph:
-        loss = recipe.graph_loss(graph, done, ctx.proxy_eval, ctx.spec)
-        if ctx.proxy_eval_labels is None:
-            return loss, None
-        logits = torch.cat([graph(**b).logits.float() for b in ctx.proxy_eval.batches])
-        task = ctx.spec.task
-        metric = scoring.metric_of(logits, ctx.proxy_eval_labels, task.kind, task.resolved_metric)
-        return loss, metric
+    ctx = graphs.ctx
+    graph = graphs.run(precision)
+    loss = recipe.graph_loss(graph, done, ctx.proxy_eval, ctx.spec)
+    if ctx.proxy_eval_labels is None:
+        return loss, None
+    logits = torch.cat([graph(**b).logits.float() for b in ctx.proxy_eval.batches])
+    task = ctx.spec.task
+    metric = scoring.metric_of(logits, ctx.proxy_eval_labels, task.kind, task.resolved_metric)
+    return loss, metric
 
 
 def proxy_distill(model: PreTrainedModel, ctx: Context, steps: int | None = None) -> Distilled:

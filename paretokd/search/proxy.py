@@ -224,7 +224,8 @@ def _final_score(
     tok = ctx.teacher.tokenizer
     if arch.precision == FP32:
         return done.loss, scoring.score(done.model, tok, evalset, spec).value
-    with context.shipped_graph(done.model, ctx, arch.precision) as graph:
+    with context.student_graphs(done.model, ctx) as graphs:
+        graph = graphs.run(arch.precision)
         loss = recipe.graph_loss(graph, done, ctx.proxy_eval, spec)
         return loss, scoring.score(graph, tok, evalset, spec).value
 
@@ -238,4 +239,5 @@ def _shipped_loss(arch: Arch, ctx: context.Context, steps: int) -> float:
     done = context.proxy_distill(context.build_student(arch, ctx), ctx, steps)
     if arch.precision == FP32:
         return done.loss
-    return context.graph_scores(done, ctx, arch.precision)[0]
+    with context.student_graphs(done.model, ctx) as graphs:
+        return context.graph_scores(done, graphs, arch.precision)[0]

@@ -22,6 +22,7 @@ from paretokd.search.context import (
     proxy_distill,
     proxy_metric,
     reduced_precision,
+    student_graphs,
     time_onnx,
     time_student,
 )
@@ -82,7 +83,8 @@ def measure(study: optuna.Study, ctx: Context) -> ReferenceStudent:
         over_budget_ms=stats.p50_ms - max(ctx.spec.budgets),
         worker=worker(),
     )
-    add_siblings(study, "reference", measured, done, ctx)
+    with student_graphs(done.model, ctx) as graphs:
+        add_siblings(study, "reference", measured, done, graphs)
     return reference
 
 

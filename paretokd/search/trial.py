@@ -22,10 +22,12 @@ from paretokd.search import space
 from paretokd.search.artifacts import attach_to_trial
 from paretokd.search.context import (
     Context,
+    StudentGraphs,
     build_student,
     graph_scores,
     proxy_distill,
     proxy_metric,
+    student_graphs,
     time_student,
 )
 
@@ -156,18 +158,19 @@ def _distil(
     """``measured`` with the proxy distillation's figures (and the proxy metric, with labels).
 
     The trained student is also timed and scored in the space's other precisions,
-    each added to the study as a trial of its own (:func:`_siblings`).
+    each added to the study as a trial of its own (:func:`add_siblings`).
     """
     done = proxy_distill(model, ctx)
-    add_siblings(trial.study, f"trial {trial.number}", measured, done, ctx)
     timings = {**measured.timings, "distill_s": done.result.seconds}
     loss, metric = done.loss, None
-    t0 = time.perf_counter()
-    if measured.arch.precision != FP32:
-        # Scored as it ships: the reduced graph's own outputs, in ONNX Runtime.
-        loss, metric = graph_scores(done, ctx, measured.arch.precision)
-        timings["graph_s"] = time.perf_counter() - t0
-    elif ctx.proxy_eval_labels is not None:
+    with student_graphs(done.model, ctx) as graphs:
+        add_siblings(trial.study, f"trial {trial.number}", measured, done, graphs)
+        t0 = time.perf_counter()
+        if measured.arch.precision != FP32:
+            # Scored as it ships: the reduced graph's own outputs, in ONNX Runtime.
+            loss, metric = graph_scores(done, graphs, measured.arch.precision)
+            timings["graph_s"] = time.perf_counter() - t0
+    if measured.arch.precision == FP32 and ctx.proxy_eval_labels is not None:
         metric = proxy_metric(model, ctx)
         timings["metric_s"] = time.perf_counter() - t0
     value = metric if ctx.objective.maximise and metric is not None else loss
@@ -202,7 +205,11 @@ class Collected:
 
 
 def add_siblings(
-    study: optuna.Study, source: str, measured: TrialRecord, done: Distilled, ctx: Context
+    study: optuna.Study,
+    source: str,
+    measured: TrialRecord,
+    done: Distilled,
+    graphs: StudentGraphs,
 ) -> None:
     """Distil once, ship in every precision: the trained student's other precisions as trials.
 
@@ -214,7 +221,9 @@ def add_siblings(
         source: Where the trained student comes from (``trial 3``, ``reference``).
         measured: Its record (architecture, parameters).
         done: The distilled student.
+        graphs: Its graphs (:func:`context.student_graphs`), shared with its own scoring.
     """
+    ctx = graphs.ctx
     spec = ctx.spec
     for precision in spec.space.precision:
         arch = replace(measured.arch, precision=precision)
@@ -223,7 +232,7 @@ def add_siblings(
         if len(_taken_trials(study)) >= spec.trials:
             return  # the study has its trials: a sibling counts as one
         t0 = time.perf_counter()
-        stats = time_student(done.model, ctx, precision)
+        stats = graphs.time(precision)
         over = stats.p50_ms - max(spec.budgets)
         loss = metric = None
         if over <= 0:
@@ -231,7 +240,7 @@ def add_siblings(
                 loss = done.loss
                 metric = proxy_metric(done.model, ctx) if ctx.proxy_eval_labels else None
             else:
-                loss, metric = graph_scores(done, ctx, precision)
+                loss, metric = graph_scores(done, graphs, precision)
         value = ctx.objective.worst if loss is None else loss
         if ctx.objective.maximise and metric is not None:
             value = metric
