@@ -249,7 +249,8 @@ class LatencySpec:
     either side, more rounds follow, up to twice the rounds asked for (a disturbed
     machine gets more rounds, a quiet one none); ``null``: exactly the rounds asked for."""
     confirm_rounds: int = 24
-    """Rounds when a pick or a candidate near a budget, or a shipped student, is timed again."""
+    """Rounds when a pick or a candidate near a budget, or a shipped student, is timed again;
+    and a rung of the anchors' ladder against the teacher, once per study."""
     calibration_rounds: int = 40
     """Blocks of the teacher's own timing once per study: the scale of every figure."""
     min_runs: int = 20

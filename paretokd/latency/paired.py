@@ -411,15 +411,18 @@ def calibrate_ladder(
 
     Returns:
         Each anchor's timing by name: the teacher's own (:func:`calibrate`; its p50
-        is the scale), then each rung's ratio to it over ``spec.calibration_rounds``
-        rounds side by side, times that p50.
+        is the scale), then each rung's ratio to it, timed side by side as a
+        confirmation is (``spec.confirm_rounds`` rounds, more while its interval is
+        wide), times that p50. Over 40 rounds, the rungs of all-MiniLM-L6-v2 read
+        within 0.9-2.3% either side (95%), inside the 3% a confirmation asks for;
+        the 16 rounds more cost 1.5 s a rung.
     """
     teacher = calibrate(graphs[TEACHER], spec, vocab_size)
     top = [Anchor(TEACHER, graphs[TEACHER], teacher.p50_ms)]
     out = {TEACHER: teacher}
     for name, graph in graphs.items():
         if name != TEACHER:
-            timed = measure_paired(graph, top, spec, spec.calibration_rounds, vocab_size, TEACHER)
+            timed = measure_paired(graph, top, spec, spec.confirm_rounds, vocab_size, TEACHER)
             out[name] = timed.stats()
     return out
 
