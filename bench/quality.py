@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from paretokd import config, pipeline
-from paretokd.logs import quiet_libraries
+from paretokd.logs import progress_lines, quiet_libraries
 from paretokd.models import data
 from paretokd.records import Evaluation, FinalStudent, RunRecord
 
@@ -175,7 +175,8 @@ def main() -> None:
         + ", ".join(config.format_budget(round(b, 2)) for b in budgets)
     )
     spec = config.override(spec, budgets=tuple(round(b, 2) for b in budgets))
-    result = pipeline.run(spec, out=args.out / "run", show_progress=False)
+    # A line a minute from each final distillation (20 minutes each at 2,000 steps).
+    result = pipeline.run(spec, out=args.out / "run", show_progress=False, progress=progress_lines)
     quality = summarise(result.record)
     (args.out / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
 

@@ -61,10 +61,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _progress_bar(label: str, total: int) -> Callable[[int, float], None]:
+    if not sys.stderr.isatty():  # CI logs, pipes, nohup: a line now and then instead
+        from paretokd.logs import progress_lines
+
+        return progress_lines(label, total)
     from tqdm import tqdm
 
-    # disable=None: no bar when stderr is not a terminal (CI logs, pipes).
-    bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=False, disable=None)
+    bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr, leave=False)
 
     def update(step: int, loss: float) -> None:
         bar.update(step - bar.n)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from paretokd import logs
 from paretokd.cli import main
 
 
@@ -147,3 +148,19 @@ def test_a_run_cleans_its_scratch_folder(existing: tuple[list[str], Path]) -> No
     _, run_dir = existing
     assert (run_dir / "study.db").is_file()
     assert not (run_dir / "tmp").exists()
+
+
+def test_progress_without_a_terminal_is_a_line_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A 2,000-step final is 20 minutes of silence in a CI log without these lines.
+    lines: list[str] = []
+    clock = iter([0.0, 30.0, 70.0, 100.0, 200.0])
+    monkeypatch.setattr(logs.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(logs.log, "info", lambda fmt, *args: lines.append(fmt % args))
+    update = logs.progress_lines("final 10ms", 4)
+    for step in range(1, 5):
+        update(step, 0.5)
+    # 30 s: too soon; 70 s: a line (70 s for 2 steps, 2 to go); 100 s: 30 s after it;
+    # the last step is the stage's own line.
+    assert lines == ["final 10ms: step 2/4, loss 0.5000, about 70 s left"]
