@@ -184,8 +184,8 @@ class Measured:
     prepare_s: float
     prepare_flops: float
     unit_flops: float
-    """The part of :attr:`prepare_flops` that stays on the CPU teacher: the pass that
-    ranks its FFN units (``student.unit_orders``)."""
+    """The teacher's pass over the proxy train texts: on a CPU it also ranks the FFN units;
+    with the outputs on a GPU, the CPU teacher runs it again for them (``student.unit_orders``)."""
     outputs_bytes: int
     """The teacher's kept outputs on the proxy texts (every layer's states, fp16)."""
     anchor_export_s: float
@@ -440,12 +440,10 @@ def measure(kind: str, args: argparse.Namespace) -> Measured:
     rss["process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     d = teacher.dims
     train_b, eval_b = ctx.proxy_train.batches, ctx.proxy_eval.batches
-    # prepare runs the teacher twice over the proxy train texts (its outputs, then
-    # the FFN units' importance) and once over the eval texts.
+    # prepare runs the teacher once over the proxy train texts (its outputs, which
+    # rank the FFN units in the same pass on a CPU) and once over the eval texts.
     unit_flops = _encoder_flops(d.num_layers, d.hidden_size, d.intermediate_size, train_b)
-    flops = 2 * unit_flops + _encoder_flops(
-        d.num_layers, d.hidden_size, d.intermediate_size, eval_b
-    )
+    flops = unit_flops + _encoder_flops(d.num_layers, d.hidden_size, d.intermediate_size, eval_b)
     every = getattr(spec.distill, "final_eval_every", 0)
     return Measured(
         teacher=kind,
@@ -545,14 +543,14 @@ def teacher_outputs_s(m: Measured, n_train: int, n_eval: int, gpu: Gpu | None) -
     """``context.prepare`` on ``n_train`` + ``n_eval`` texts (linear in the teacher's passes).
 
     On a GPU, the teacher's outputs run there; the pass ranking its FFN units
-    stays on the CPU teacher, at the rate this CPU had.
+    is then one more over the train texts on the CPU teacher, at the rate this CPU had.
     """
-    scale = (2 * n_train + n_eval) / (2 * m.n_train + m.n_eval)
+    scale = (n_train + n_eval) / (m.n_train + m.n_eval)
     if gpu is None:
         return m.prepare_s * scale
-    on_cpu = m.prepare_s * m.unit_flops / m.prepare_flops * scale
+    on_cpu = m.prepare_s * m.unit_flops / m.prepare_flops * n_train / m.n_train
     batches = (n_train + n_eval) / m.batch_size
-    return on_cpu + gpu.seconds((m.prepare_flops - m.unit_flops) * scale, batches)
+    return on_cpu + gpu.seconds(m.prepare_flops * scale, batches)
 
 
 def arch_s(a: ArchCost, m: Measured, n_eval: int, gpu: Gpu | None) -> float:
@@ -604,8 +602,8 @@ def finals_s(m: Measured, n_eval: int, gpu: Gpu | None) -> float:
     batches = min(m.final_steps, math.ceil(m.n_full_train / m.batch_size))
     state_bytes = batches * m.batch_size * m.max_length * m.layers * m.hidden * 2
     visits = batches if state_bytes <= final.CACHE_LIMIT_BYTES else picks * m.final_steps
-    per_batch_flops = (m.prepare_flops - m.unit_flops) / (m.train_batches + m.eval_batches)
-    per_batch_s = m.prepare_s / (2 * m.train_batches + m.eval_batches)
+    per_batch_flops = m.prepare_flops / (m.train_batches + m.eval_batches)
+    per_batch_s = m.prepare_s / (m.train_batches + m.eval_batches)
     steps = m.final_steps
     per_pick = []
     for a in m.archs:

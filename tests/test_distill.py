@@ -505,6 +505,22 @@ def test_unit_orders_rank_ffn_units_by_what_they_write(teacher: PreTrainedModel)
         assert order != list(range(teacher.config.intermediate_size))
 
 
+def test_the_teachers_target_pass_ranks_its_units_as_their_own_pass_does(
+    teacher: PreTrainedModel,
+) -> None:
+    # The search ranks the units during the teacher's pass for its proxy targets.
+    batches = _random_batches(5, n=3)
+    with student.UnitImportance(teacher) as units:
+        targets = TeacherTargets(teacher, batches, keep=False)
+        for i in range(len(targets)):
+            targets[i]
+    assert units.batches == len(batches)
+    with torch.no_grad():
+        teacher(**batches[0])  # after the block: not recorded
+    assert units.batches == len(batches)
+    assert units.orders() == student.unit_orders(teacher, batches)
+
+
 def test_build_keeps_the_ordered_ffn_units(teacher: PreTrainedModel) -> None:
     units = [list(reversed(range(64)))] * 4  # the last units first, in every layer
     model = student.build(Arch(2, 32, 4, 16), teacher, unit_order=units)

@@ -158,46 +158,78 @@ def unit_orders(
     writes to the residual stream. (A data-free score, input times output
     weight norms, did not help: after 30 proxy steps it was worse than keeping
     the leading units for two of four MiniLM students; this one was better
-    for all four.)
-    The activation is the down-projection's input, found by shape (the layer's
-    only linear map from the FFN width to the hidden size), so every family's
-    naming works.
+    for all four.) :class:`UnitImportance` records the same while the model
+    runs for something else.
 
     Returns:
         One list per teacher layer, of unit indices.
     """
-    dims = sizes(model.config)
-    downs: dict[int, torch.nn.Linear] = {}
-    for name, module in model.named_modules():
-        layer = _LAYER_RE.search(name + ".")
-        if (
-            layer is not None
-            and isinstance(module, torch.nn.Linear)
-            and (module.in_features, module.out_features)
-            == (dims.intermediate_size, dims.hidden_size)
-        ):
-            downs[int(layer.group(1))] = module
-    squares = {i: torch.zeros(dims.intermediate_size) for i in downs}
-    mask: list[torch.Tensor] = []  # the current batch's real-token mask, read by the hooks
+    with UnitImportance(model) as units:
+        for batch in batches:
+            model(**batch)
+    return units.orders()
 
-    def hook(i: int) -> Callable[..., None]:
+
+class UnitImportance:
+    """Records each layer's FFN activations while ``model`` runs: :func:`unit_orders`'s score.
+
+    Used around the teacher's pass for its targets, so ranking the units needs
+    no pass of its own. The activation is the down-projection's input, found by
+    shape (the layer's only linear map from the FFN width to the hidden size),
+    so every family's naming works; the real tokens are read from each call's
+    ``attention_mask``.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.dims = sizes(model.config)
+        self.downs: dict[int, torch.nn.Linear] = {}
+        for name, module in model.named_modules():
+            layer = _LAYER_RE.search(name + ".")
+            if (
+                layer is not None
+                and isinstance(module, torch.nn.Linear)
+                and (module.in_features, module.out_features)
+                == (self.dims.intermediate_size, self.dims.hidden_size)
+            ):
+                self.downs[int(layer.group(1))] = module
+        self.squares = {i: torch.zeros(self.dims.intermediate_size) for i in self.downs}
+        self.batches = 0
+        """Forward passes recorded."""
+        self._mask: torch.Tensor | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> UnitImportance:
+        self._handles = [self.model.register_forward_pre_hook(self._call, with_kwargs=True)]
+        self._handles += [m.register_forward_pre_hook(self._hook(i)) for i, m in self.downs.items()]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _call(
+        self, _module: torch.nn.Module, _args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> None:
+        mask = kwargs["attention_mask"]
+        assert isinstance(mask, torch.Tensor), "the model is called with an attention mask"
+        self._mask = mask.bool()
+        self.batches += 1
+
+    def _hook(self, i: int) -> Callable[..., None]:
         def record(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            squares[i] += (args[0][mask[0]].float() ** 2).sum(dim=0)
+            assert self._mask is not None
+            self.squares[i] += (args[0][self._mask].float() ** 2).sum(dim=0).cpu()
 
         return record
 
-    handles = [m.register_forward_pre_hook(hook(i)) for i, m in downs.items()]
-    try:
-        for batch in batches:
-            mask[:] = [batch["attention_mask"].bool()]
-            model(**batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [
-        _by_importance((squares[i].sqrt() * downs[i].weight.norm(dim=0)).tolist())
-        for i in range(dims.num_layers)
-    ]
+    def orders(self) -> list[list[int]]:
+        """One list per layer of its unit indices, most important first."""
+        return [
+            _by_importance((self.squares[i].sqrt() * self.downs[i].weight.norm(dim=0)).tolist())
+            for i in range(self.dims.num_layers)
+        ]
 
 
 def _by_importance(importance: Sequence[float]) -> list[int]:

@@ -248,35 +248,47 @@ def prepare(
 ) -> Context:
     """Tokenise the proxy splits and get the teacher's outputs on them once.
 
+    The same pass ranks the teacher's FFN units for slicing
+    (:class:`paretokd.models.student.UnitImportance`); outputs read back from
+    disk leave that to a pass of its own.
+
     With ``out_dir`` (the run's folder), the outputs are kept on disk in
     ``out_dir/teacher/``, so a rerun or another worker of the study reads them
     back instead of running the teacher again.
     """
     cache = out_dir / "teacher" if out_dir is not None else None
-    tok, d = teacher.tokenizer, spec.data
     device = devices.resolve(spec.distill.device)
     start = time.perf_counter()
-    targets, read = [], []
-    eval_order: list[int] = []
-    for name, texts in (("proxy_train", splits.proxy_train), ("proxy_eval", splits.proxy_eval)):
-        batches, eval_order = distill.make_batches(
-            texts, tok, spec.distill.batch_size, d.max_length
+
+    def proxy_targets(
+        name: str, texts: list[Text]
+    ) -> tuple[distill.TeacherTargets, bool, list[int]]:
+        batches, order = distill.make_batches(
+            texts, teacher.tokenizer, spec.distill.batch_size, spec.data.max_length
         )
-        targets.append(distill.TeacherTargets(teacher.model, batches, keep=True, device=device))
+        targets = distill.TeacherTargets(teacher.model, batches, keep=True, device=device)
         path = cache / f"{name}-{_targets_key(spec, teacher, texts)}.pt" if cache else None
-        read.append(targets[-1].precompute(path))
+        return targets, targets.precompute(path), order
+
+    # The teacher's pass over the proxy training texts also ranks its FFN units.
+    with student.UnitImportance(teacher.model) as units:
+        train, train_read, _ = proxy_targets("proxy_train", splits.proxy_train)
+    held_out, held_out_read, eval_order = proxy_targets("proxy_eval", splits.proxy_eval)
     log.info(
         "teacher outputs on %d + %d proxy texts %s in %.1f s",
         len(splits.proxy_train),
         len(splits.proxy_eval),
-        "read from disk" if all(read) else "computed",
+        "read from disk" if train_read and held_out_read else "computed",
         time.perf_counter() - start,
     )
-    # One more teacher pass over the proxy texts (not kept on disk: a few
-    # seconds, against the activations of every FFN unit it would store).
-    start = time.perf_counter()
-    unit_order = student.unit_orders(teacher.model, targets[0].batches)
-    log.info("FFN unit importance measured in %.1f s", time.perf_counter() - start)
+    if units.batches == len(train):
+        unit_order = units.orders()
+    else:
+        # Read from disk (or computed on the GPU's copy of the teacher): a pass of its
+        # own, not kept on disk (a few seconds, against every FFN unit's activations).
+        start = time.perf_counter()
+        unit_order = student.unit_orders(teacher.model, train.batches)
+        log.info("FFN unit importance measured in %.1f s", time.perf_counter() - start)
     labels = None
     if spec.task.kind != "agnostic" and splits.proxy_eval_labels is not None:
         encoded = teacher.encode_labels(splits.proxy_eval_labels, spec.task, "data.label_column")
@@ -284,10 +296,10 @@ def prepare(
     return Context(
         spec,
         teacher,
-        proxy_train=targets[0],
-        proxy_eval=targets[1],
+        proxy_train=train,
+        proxy_eval=held_out,
         workdir=workdir,
-        slicing=Slicing(distill.residual_order(targets[0]), unit_order),
+        slicing=Slicing(distill.residual_order(train), unit_order),
         fingerprint=fingerprint,
         out_dir=out_dir,
         proxy_eval_labels=labels,
