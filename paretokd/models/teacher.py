@@ -107,9 +107,9 @@ def load(spec: TeacherSpec, task: TaskSpec | None = None) -> Teacher:
     """
     task = task or TaskSpec()
     source = resolve(spec.name)
-    kwargs = {"trust_remote_code": spec.trust_remote_code}
+    remote = spec.trust_remote_code
     try:
-        config = AutoConfig.from_pretrained(source, **kwargs)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=remote)
     except Exception as exc:  # transformers raises many types; all mean "cannot load"
         raise ParetokdError(
             f"cannot load teacher {spec.name!r}: {_first_line(exc)}; "
@@ -139,9 +139,9 @@ def load(spec: TeacherSpec, task: TaskSpec | None = None) -> Teacher:
     try:
         # safetensors only: weights are never unpickled.
         model, info = auto.from_pretrained(
-            source, use_safetensors=True, output_loading_info=True, **kwargs
+            source, use_safetensors=True, output_loading_info=True, trust_remote_code=remote
         )
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote)
     except Exception as exc:
         raise ParetokdError(f"cannot load teacher {spec.name!r}: {_first_line(exc)}") from None
     if task.kind != "agnostic" and info.get("missing_keys"):
