@@ -31,7 +31,8 @@ seed: 3
 data: {proxy_train: 64, proxy_eval: 32, max_length: 32}
 space: {num_layers: [1, 4], hidden_size: [32, 64], num_heads: [2, 4], intermediate_size: [64, 128]}
 distill: {batch_size: 8, proxy_steps: 100, final_steps: 6}
-latency: {seq_len: 32, warmup_runs: 1, min_runs: 5, min_seconds: 0.02}
+latency: {seq_len: 32, warmup_runs: 1, rounds: 3, confirm_rounds: 4, calibration_rounds: 4,
+          min_runs: 5, min_seconds: 0.02}
 search: {population_size: 4, heartbeat_seconds: 1}
 """
 

@@ -224,8 +224,8 @@ def test_a_budget_no_candidate_keeps_is_loud_and_fails_under_strict(
     assert pick.reason.count("when timed twice") == finals.MAX_FALLBACKS + 1
     assert not (out / "students" / "50ms").exists()  # no broken promise is shipped
     assert "is not kept" in (out / "report.html").read_text()
-    # The same under --strict ends with its own status.
-    strict = CliRunner().invoke(main, [*tiny_args, "--out", str(tmp_path / "s"), "--strict"])
+    # The same, resumed under --strict, ends with its own status.
+    strict = CliRunner().invoke(main, [*tiny_args, "--out", str(out), "--strict"])
     assert strict.exit_code == STRICT_EXIT, strict.output
     assert "WARNING: budget 50ms is not kept" in strict.output
 
