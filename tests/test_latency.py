@@ -414,7 +414,8 @@ data: {proxy_train: 32, proxy_eval: 16, max_length: 16}
 space: {num_layers: [1, 1], hidden_size: [32], num_heads: [2], intermediate_size: [64],
   precision: [fp32]}
 distill: {batch_size: 8, proxy_steps: 2, final_steps: 2}
-latency: {seq_len: 32, warmup_runs: 1, min_runs: 5, min_seconds: 0.02}
+latency: {seq_len: 32, warmup_runs: 1, rounds: 3, confirm_rounds: 4, calibration_rounds: 4,
+  min_runs: 5, min_seconds: 0.02}
 search: {sampler: random, population_size: 2}
 """
 
