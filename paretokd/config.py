@@ -13,12 +13,14 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 
+from paretokd import strict
 from paretokd.errors import ParetokdError
 
 DEFAULT_TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -349,74 +351,13 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
-_T = TypeVar("_T")
+def _space(value: Any) -> SpaceSpec:
+    """``space:`` as YAML gives it; ``auto`` derives every dimension from the teacher."""
+    return SpaceSpec() if value == "auto" else strict.build(SpaceSpec, value, "space", _PARSERS)
 
 
-def _build(cls: type[_T], raw: Any, where: str) -> _T:
-    """Build dataclass ``cls`` from a YAML mapping, rejecting unknown keys and wrong types."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ParetokdError(
-            f"{where or 'study spec'}: expected a mapping, got {type(raw).__name__}"
-        )
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ParetokdError(
-            f"{where or 'study spec'}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(sorted(known))}"
-        )
-    kwargs = {}
-    for name, value in raw.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(hints[name], value, key)
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    args = get_args(hint)
-    if type(None) in args:  # an optional field: None, or a value of the other type
-        if value is None:
-            return None
-        (hint,) = (a for a in args if a is not type(None))
-    origin = get_origin(hint)
-    if hint is SpaceSpec and value == "auto":
-        return SpaceSpec()  # every dimension derived from the teacher
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)  # type: ignore[arg-type]
-    if key == "budgets":
-        return parse_budgets(value)
-    if origin is Literal:
-        if value not in get_args(hint):
-            raise ParetokdError(f"{key}: {value!r} is not one of {', '.join(get_args(hint))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not value:
-            raise ParetokdError(f"{key}: expected a non-empty list, got {value!r}")
-        item_type = get_args(hint)[0]
-        return tuple(_coerce(item_type, v, key) for v in value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ParetokdError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParetokdError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ParetokdError(f"{key}: expected a number, got {value!r}")
-        try:
-            return float(value)  # YAML reads 3e-4 as a string
-        except ValueError:
-            raise ParetokdError(f"{key}: expected a number, got {value!r}") from None
-    if hint is str:
-        if not isinstance(value, str):
-            raise ParetokdError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported spec field type {hint!r} for {key}")  # a bug, not user input
+_PARSERS: dict[str, Callable[[Any], Any]] = {"budgets": parse_budgets, "space": _space}
+"""The keys that YAML gives in a form of their own: budgets with units, ``space: auto``."""
 
 
 def validate(spec: StudySpec) -> StudySpec:
@@ -605,7 +546,7 @@ def load(path: str | Path | None) -> StudySpec:
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
         raise ParetokdError(f"study file {str(path)!r} is not valid YAML: {first}") from None
-    return validate(_build(StudySpec, raw, ""))
+    return validate(strict.build(StudySpec, raw, "", _PARSERS))
 
 
 def override(spec: StudySpec, **flags: Any) -> StudySpec:
@@ -633,7 +574,7 @@ def override(spec: StudySpec, **flags: Any) -> StudySpec:
 
 def from_dict(raw: dict[str, Any]) -> StudySpec:
     """Rebuild a spec from :meth:`StudySpec.to_dict` output (e.g. one stored in a study)."""
-    return validate(_build(StudySpec, raw, ""))
+    return validate(strict.build(StudySpec, raw, "", _PARSERS))
 
 
 def cache_dir() -> Path:
