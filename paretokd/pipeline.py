@@ -51,6 +51,7 @@ from paretokd.search import (
     space,
     storage,
     teacher_timing,
+    trial,
 )
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,23 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
         for proc in helpers:
             proc.start()
         reference.enqueue(study, ctx)  # first, while the study is empty
+        requeued = trial.requeue_now_fitting(study, ctx)
+        if requeued.queued:
+            log.info(
+                "%d architectures timed over an earlier largest budget fit %s now: "
+                "queued to train first (%s)",
+                len(requeued.queued),
+                config.format_budget(max(spec.budgets)),
+                ", ".join(a.id for a in requeued.queued),
+            )
+        if requeued.no_room:
+            log.warning(
+                "%d more architectures fit %s now but the study's total of %d trials "
+                "leaves them untrained: raise --trials to train them",
+                requeued.no_room,
+                config.format_budget(max(spec.budgets)),
+                spec.trials,
+            )
         ref, quantized = reference.measure_both(study, ctx)
         log.info(
             "reference %s (%s): p50 %.2f ms, proxy loss %.4f",

@@ -197,6 +197,27 @@ def test_over_budget_architectures_are_not_trained(base_args: list[str], tmp_pat
     assert pick.reason is not None and "fastest measured" in pick.reason
     assert not (out / "students").exists()
 
+    # Continued with a larger budget, the architectures timed over the old one
+    # train first, on their stored latency, within the study's new total.
+    code, output = _run(
+        *base_args, "--out", str(out), "--budgets", "1000ms", "--trials", "12", "--no-final"
+    )
+    assert code == 0, output
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    timed = {TrialRecord.read(t).arch: TrialRecord.read(t).latency for t in trials}
+    old = set(timed)
+    after = [TrialRecord.read(t) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(after) == 12
+    # Trained once per shape: the other precision follows as its sibling.
+    retried = [r for r in after[5:] if r.arch in old]
+    assert {r.arch for r in retried} == old
+    assert len(retried) == len(old)
+    assert sum("distill_s" in r.timings for r in retried) == len({a.sizes for a in old})
+    for r in retried:
+        assert r.feasible and r.proxy_loss is not None
+        assert r.latency == timed[r.arch]  # timed once, in the first run
+    assert study.best_trials
+
 
 def test_a_changed_spec_is_refused_on_an_existing_study(
     base_args: list[str], tmp_path: Path

@@ -55,10 +55,17 @@ def _known(study: optuna.Study, arch: Arch, number: int, ctx: Context) -> _Known
     (``search.reference.measure``), under the trials' own settings: the trial that
     starts the search from it reuses those figures instead of paying twice.
     """
+    timed_only = None
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         record = TrialRecord.read(t)
         if t.number != number and record.arch == arch:
-            return _Known(f"trial {t.number}", record.latency, record if record.feasible else None)
+            if record.feasible:
+                return _Known(f"trial {t.number}", record.latency, record)
+            # Over an earlier largest budget: its latency stands, but a later
+            # trial of the same shape may have trained it since the budgets grew.
+            timed_only = timed_only or _Known(f"trial {t.number}", record.latency, None)
+    if timed_only is not None:
+        return timed_only
     stored = study.user_attrs.get(REFERENCE_ATTR)
     if stored is not None:
         ref = ReferenceStudent.from_json(stored)
@@ -232,7 +239,9 @@ def add_siblings(
         if len(_taken_trials(study)) >= spec.trials:
             return  # the study has its trials: a sibling counts as one
         t0 = time.perf_counter()
-        stats = graphs.time(precision)
+        # Timed over an earlier, smaller budget: measured once per study, as any trial.
+        known = _known(study, arch, -1, ctx)
+        stats = known.latency if known is not None else graphs.time(precision)
         over = stats.p50_ms - max(spec.budgets)
         loss = metric = None
         if over <= 0:
@@ -284,6 +293,52 @@ def add_siblings(
         )
 
 
+@dataclass(frozen=True)
+class Requeued:
+    """What :func:`requeue_now_fitting` did."""
+
+    queued: tuple[Arch, ...]
+    """Queued to train first, one per shape, fastest first."""
+    no_room: int
+    """Shapes that fit now but for which the study's total left no trial."""
+
+
+def requeue_now_fitting(study: optuna.Study, ctx: Context) -> Requeued:
+    """Queue the architectures timed over an earlier, smaller largest budget that fit now.
+
+    A trial over the largest budget is not trained (:func:`objective`). When a
+    later run raises the budgets, such an architecture would stay untrained, and
+    so never picked, unless the sampler happened to draw it again. Queued ahead
+    of the sampler, each trains on its stored latency (it is not timed again),
+    within the study's total.
+    """
+    spec = ctx.spec
+    largest = max(spec.budgets)
+    trained: set[Arch] = set()
+    now_fitting: dict[Arch, float] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        record = TrialRecord.read(t)
+        if record.feasible:
+            trained.add(record.arch.sizes)
+        elif record.latency_ms <= largest and space.contains(spec.space, record.arch):
+            now_fitting.setdefault(record.arch, record.latency_ms)
+    pending = [
+        t.params
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    ]
+    # One trial per shape: training it times and scores its other precisions too
+    # (:func:`add_siblings`), so a shape trained once is not trained again.
+    by_shape: dict[Arch, Arch] = {}
+    for arch in sorted(now_fitting, key=lambda a: now_fitting[a]):
+        if arch.sizes not in trained and space.params(arch, spec.space) not in pending:
+            by_shape.setdefault(arch.sizes, arch)
+    candidates = list(by_shape.values())
+    room = max(0, spec.trials - len(_taken_trials(study)))
+    for arch in candidates[:room]:
+        study.enqueue_trial(space.params(arch, spec.space))
+    return Requeued(tuple(candidates[:room]), max(0, len(candidates) - room))
+
+
 def _taken_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that count towards the study's total: complete, running or queued."""
     states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
@@ -291,7 +346,14 @@ def _taken_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def _held(study: optuna.Study, arch: Arch, space_spec: SpaceSpec) -> bool:
-    """Whether the study holds a complete or running trial of ``arch``."""
+    """Whether the study holds a trained or running trial of ``arch``.
+
+    A trial over an earlier, smaller largest budget does not hold it: it was
+    timed, not trained.
+    """
     states = (TrialState.COMPLETE, TrialState.RUNNING)
     wanted = space.params(arch, space_spec)
-    return any(t.params == wanted for t in study.get_trials(deepcopy=False, states=states))
+    return any(
+        t.params == wanted and (t.state == TrialState.RUNNING or TrialRecord.read(t).feasible)
+        for t in study.get_trials(deepcopy=False, states=states)
+    )
