@@ -257,23 +257,7 @@ def search(setup: Setup, show_progress: bool, workers: int) -> Searched:
         for proc in helpers:
             proc.start()
         reference.enqueue(study, ctx)  # first, while the study is empty
-        requeued = trial.requeue_now_fitting(study, ctx)
-        if requeued.queued:
-            log.info(
-                "%d architectures timed over an earlier largest budget fit %s now: "
-                "queued to train first (%s)",
-                len(requeued.queued),
-                config.format_budget(max(spec.budgets)),
-                ", ".join(a.id for a in requeued.queued),
-            )
-        if requeued.no_room:
-            log.warning(
-                "%d more architectures fit %s now but the study's total of %d trials "
-                "leaves them untrained: raise --trials to train them",
-                requeued.no_room,
-                config.format_budget(max(spec.budgets)),
-                spec.trials,
-            )
+        trial.requeue_now_fitting(study, ctx)  # after a budget grew: logs what it queues
         ref, quantized = reference.measure_both(study, ctx)
         log.info(
             "reference %s (%s): p50 %.2f ms, proxy loss %.4f",

@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 from transformers import PreTrainedModel
 
-from paretokd.config import SpaceSpec
+from paretokd.config import SpaceSpec, format_budget
 from paretokd.distill import device as devices
 from paretokd.distill.recipe import Distilled, learning_rate
 from paretokd.models import student
@@ -310,7 +310,7 @@ def requeue_now_fitting(study: optuna.Study, ctx: Context) -> Requeued:
     later run raises the budgets, such an architecture would stay untrained, and
     so never picked, unless the sampler happened to draw it again. Queued ahead
     of the sampler, each trains on its stored latency (it is not timed again),
-    within the study's total.
+    within the study's total. Logs what it queued, and warns of what it could not.
     """
     spec = ctx.spec
     largest = max(spec.budgets)
@@ -336,7 +336,24 @@ def requeue_now_fitting(study: optuna.Study, ctx: Context) -> Requeued:
     room = max(0, spec.trials - len(_taken_trials(study)))
     for arch in candidates[:room]:
         study.enqueue_trial(space.params(arch, spec.space))
-    return Requeued(tuple(candidates[:room]), max(0, len(candidates) - room))
+    done = Requeued(tuple(candidates[:room]), max(0, len(candidates) - room))
+    if done.queued:
+        log.info(
+            "%d architectures timed over an earlier largest budget fit %s now: "
+            "queued to train first (%s)",
+            len(done.queued),
+            format_budget(largest),
+            ", ".join(a.id for a in done.queued),
+        )
+    if done.no_room:
+        log.warning(
+            "%d more architectures fit %s now but the study's total of %d trials "
+            "leaves them untrained: raise --trials to train them",
+            done.no_room,
+            format_budget(largest),
+            spec.trials,
+        )
+    return done
 
 
 def _taken_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
